@@ -1,0 +1,29 @@
+# The Snakemake view of the pipeline: the same `finenet <stage>` commands as dvc.yaml, sharded per
+# clip where the work is per clip, so cluster executors (SLURM, Kubernetes) fan them out.
+#   snakemake --cores 2                          # embedded default
+#   snakemake --config profile=paper --profile workflow/profiles/slurm
+#   snakemake --report reports/report.html
+from snakemake.utils import min_version, validate
+
+from finenet.data.clips import plan_clips
+from finenet.params import resolve
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+PARAMS = resolve(config)  # profile merged; same schema as finenet.params uses
+validate(PARAMS, "workflow/schemas/params.schema.yaml")
+PROFILE = PARAMS["profile"]
+CLIPS = [c.clip_id for c in plan_clips(PARAMS)]
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    input:
+        rules.pack.output,

@@ -1,0 +1,55 @@
+"""``finenet <stage>``: run one pipeline stage (all planned clips, or ``--clip`` ones) from params.yaml.
+
+Bad input ends with one line ``finenet: <file>: <problem>`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import FineNetError
+from .params import DEFAULT_PARAMS, load_params
+
+STAGES = ("sample", "blur", "heatmaps", "pack")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="finenet", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in STAGES:
+        doc = (importlib.import_module(f"finenet.{name}").__doc__ or "").strip().splitlines()[0]
+        p = sub.add_parser(name, help=doc, description=doc)
+        p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default: params.yaml)")
+        p.add_argument("--profile", default=None, help="override params.yaml's profile")
+        p.add_argument("--clip", action="append", default=None, help="only this clip (repeatable)")
+    p = sub.add_parser("plan", help="list the planned clips (id, set, dataset, source)")
+    p.add_argument("--params", default=str(DEFAULT_PARAMS))
+    p.add_argument("--profile", default=None)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        params = load_params(args.params, args.profile)
+        if args.command == "plan":
+            from .data.clips import plan_clips
+
+            for c in plan_clips(params):
+                print(c.clip_id, c.set, c.dataset, c.source, sep="\t")
+            return 0
+        importlib.import_module(f"finenet.{args.command}").run(params, args.clip)
+    except FineNetError as exc:
+        print(f"finenet: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("finenet: interrupted; finished clips are kept, the one in flight was discarded",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: on-disk adapters (VoxCeleb2, 300VW, YouTube, embedded), clip storage, the window loader."""

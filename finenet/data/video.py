@@ -1,0 +1,81 @@
+"""Decoding videos (decord) and images with one-line errors for every kind of bad file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FineNetError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".flv"}
+
+
+def to_rgb(frames: np.ndarray, where) -> np.ndarray:
+    """Grayscale (…,H,W) or (…,H,W,1) and RGBA become RGB uint8; anything else is an error."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        if np.issubdtype(frames.dtype, np.integer) and frames.max(initial=0) > 255:
+            frames = (frames / (frames.max() / 255.0)).astype(np.uint8)
+        else:
+            frames = frames.astype(np.uint8)
+    if frames.ndim >= 3 and frames.shape[-1] == 4:
+        frames = frames[..., :3]
+    if frames.ndim >= 3 and frames.shape[-1] == 1:
+        frames = frames[..., 0]
+    if frames.ndim == 2 or (frames.ndim == 3 and frames.shape[-1] not in (3,)):
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    if frames.shape[-1] != 3:
+        raise FineNetError(where, f"unsupported pixel layout {frames.shape}")
+    return np.ascontiguousarray(frames)
+
+
+def read_video(path, start: int = 0, length: int | None = None) -> tuple[np.ndarray, float]:
+    """Frames ``[start, start+length)`` as (T,H,W,3) uint8 RGB, and the frame rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise FineNetError(path, "video file not found")
+    if path.stat().st_size == 0:
+        raise FineNetError(path, "empty file (0 bytes)")
+    import decord
+
+    try:
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    except Exception as exc:  # decord raises its own DECORDError for every container problem
+        raise FineNetError(path, f"not a decodable video ({_first_line(exc)})") from None
+    n = len(reader)
+    if n == 0:
+        raise FineNetError(path, "video has no frames")
+    if start >= n:
+        raise FineNetError(path, f"start frame {start} is past the end ({n} frames)")
+    stop = n if length is None else min(n, start + length)
+    frames = []
+    for i in range(start, stop):
+        try:
+            frames.append(reader[i].asnumpy())
+        except Exception as exc:
+            raise FineNetError(path, f"truncated or corrupt video: decoding failed at frame {i} "
+                                     f"of {n} ({_first_line(exc)})") from None
+    fps = float(reader.get_avg_fps() or 25.0)
+    return to_rgb(np.stack(frames), path), fps
+
+
+def read_image(path_or_bytes, where=None) -> np.ndarray:
+    """An image file (or its bytes) as (H,W,3) uint8 RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    where = where or path_or_bytes
+    try:
+        src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, bytes) else path_or_bytes
+        with Image.open(src) as im:
+            return to_rgb(np.asarray(im.convert("RGB")), where)
+    except FileNotFoundError:
+        raise FineNetError(where, "image file not found") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise FineNetError(where, f"not a readable image ({_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]

@@ -1,0 +1,52 @@
+"""VoxCeleb2 on disk: ``<root>/{dev,test}/mp4/idNNNNN/<youtube_id>/NNNNN.mp4``.
+
+Train clips are sampled from ``dev``, test clips from ``test`` (the paper: ~1300 and 130 videos),
+deterministically given the seed, with the listing sorted so the sample does not depend on the
+filesystem's order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import FineNetError
+from .clips import ClipSpec
+from .video import read_video
+
+
+def list_videos(root: Path, part: str) -> list[Path]:
+    base = root / part / "mp4"
+    if not base.is_dir():
+        raise FineNetError(base, f"VoxCeleb2 '{part}' split not found (expected "
+                                 f"<root>/{part}/mp4/idNNNNN/<youtube_id>/NNNNN.mp4)")
+    return sorted(base.glob("id*/*/*.mp4"))
+
+
+def plan(cfg: dict, seed: int) -> list[ClipSpec]:
+    root = Path(cfg["root"]).expanduser()
+    if not root.is_dir():
+        raise FineNetError(root, "VoxCeleb2 root not found (data.voxceleb.root)")
+    clips = []
+    for part, count, set_name, salt in (("dev", cfg["train_videos"], "train", 0),
+                                        ("test", cfg["test_videos"], "voxceleb_test", 1)):
+        if count == 0:
+            continue
+        videos = list_videos(root, part)
+        if not videos:
+            raise FineNetError(root / part / "mp4", "no .mp4 videos in the VoxCeleb2 layout")
+        rng = np.random.default_rng([seed, salt])
+        chosen = sorted(rng.choice(len(videos), size=min(count, len(videos)), replace=False))
+        for i in chosen:
+            v = videos[i]
+            ident, yt, utt = v.parts[-3], v.parts[-2], v.stem
+            clips.append(ClipSpec(clip_id=f"vox_{ident}_{yt}_{utt}", set=set_name,
+                                  dataset="voxceleb", source=str(v),
+                                  length=cfg["frames_per_clip"]))
+    return clips
+
+
+def load(spec: ClipSpec, params: dict):
+    frames, fps = read_video(spec.source, spec.start, spec.length)
+    return frames, fps, None

@@ -1,0 +1,1 @@
+"""Image operations with no learned parameters."""

@@ -1,0 +1,92 @@
+"""Load ``params.yaml``, merge the selected profile, validate against the one shared schema."""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .errors import FineNetError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` wins; nested dicts merge key by key; lists and scalars are replaced."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def _key_path(error) -> str:
+    path = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return ".".join(filter(None, [path, extra[0] if extra else ""]))
+    return path or "(top level)"
+
+
+def validate(params: dict, where="params.yaml") -> dict:
+    """Raise one FineNetError naming the offending key; return ``params`` unchanged when valid."""
+    import jsonschema
+
+    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(params),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        err = errors[0]
+        key = _key_path(err)
+        if err.validator == "additionalProperties":
+            raise FineNetError(where, f"unknown key '{key}'")
+        raise FineNetError(where, f"{key}: {err.message}")
+    _check_consistency(params, where)
+    return params
+
+
+def _check_consistency(p: dict, where) -> None:
+    crop, hm = p["data"]["crop_size"], p["landmarks"]["heatmap_size"]
+    if crop % hm:
+        raise FineNetError(where, f"landmarks.heatmap_size ({hm}) must divide data.crop_size ({crop})")
+    if p["loader"]["patch_size"] > crop or p["loader"]["patch_size"] % (crop // hm):
+        raise FineNetError(where, f"loader.patch_size must be <= data.crop_size ({crop}) and a "
+                                  f"multiple of the heatmap stride ({crop // hm})")
+    lo, hi = p["blur"]["kernel_size"]
+    if lo > hi:
+        raise FineNetError(where, f"blur.kernel_size: lower bound {lo} > upper bound {hi}")
+
+
+def load_params(path=DEFAULT_PARAMS, profile: str | None = None) -> dict:
+    """The effective parameters: ``params.yaml`` with ``profiles[profile]`` merged over it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FineNetError(path, "parameter file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise FineNetError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise FineNetError(path, "expected a mapping of parameters at the top level")
+    return resolve(raw, profile, where=path)
+
+
+def resolve(raw: dict, profile: str | None = None, where="params.yaml") -> dict:
+    profile = profile or raw.get("profile", "embedded")
+    profiles = raw.get("profiles") or {}
+    if profile != "embedded" and profile not in profiles:
+        raise FineNetError(where, f"profile '{profile}' is not 'embedded' nor a key of profiles "
+                                  f"({', '.join(sorted(profiles)) or 'none defined'})")
+    merged = deep_merge(raw, profiles.get(profile, {}))
+    merged["profile"] = profile
+    return validate(merged, where)
