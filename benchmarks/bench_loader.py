@@ -1,0 +1,51 @@
+"""Throughput of the HDF5 window loader (windows/s), as training would use it: random patches and
+flips, shuffled, batched, with 0 and 2 worker processes. Needs the packed train set (dvc repro).
+
+    python benchmarks/bench_loader.py [--set data/sets/train.h5] [--batches 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from common import write_result
+
+from finenet.data.windows import WindowDataset
+from finenet.params import load_params
+
+
+def measure(ds, workers: int, batch: int, batches: int) -> float:
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
+                                         drop_last=True, persistent_workers=workers > 0,
+                                         generator=torch.Generator().manual_seed(0))
+    seen, it = 0, iter(loader)
+    next(it)                                   # exclude worker start-up and first file opens
+    start = time.perf_counter()
+    while seen < batches * batch:
+        try:
+            b = next(it)
+        except StopIteration:
+            it = iter(loader)
+            continue
+        seen += len(b["clip"])
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", default="data/sets/train.h5")
+    ap.add_argument("--batches", type=int, default=60)
+    ap.add_argument("--batch-size", type=int, default=12)
+    args = ap.parse_args()
+    p = load_params()
+    ds = WindowDataset(args.set, p["loader"]["num_frames"], p["loader"]["patch_size"], p["loader"]["flip"])
+    rates = {f"workers_{w}": round(measure(ds, w, args.batch_size, args.batches), 1) for w in (0, 2)}
+    write_result("loader", {"set": args.set, "windows": len(ds), "batch_size": args.batch_size,
+                            "patch_size": p["loader"]["patch_size"], "num_frames": p["loader"]["num_frames"],
+                            "windows_per_s": rates})
+
+
+if __name__ == "__main__":
+    main()
