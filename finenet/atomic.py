@@ -32,6 +32,8 @@ def atomic_path(path, suffix: str | None = None):
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.*.tmp*"):   # left by an earlier killed write
+            stale.unlink(missing_ok=True)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -24,6 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default: params.yaml)")
         p.add_argument("--profile", default=None, help="override params.yaml's profile")
         p.add_argument("--clip", action="append", default=None, help="only this clip (repeatable)")
+    doc = importlib.import_module("finenet.train").__doc__.strip().splitlines()[0]
+    p = sub.add_parser("train", help=doc, description=doc)
+    p.add_argument("net", choices=("predeblur", "enhance", "interp", "combine"))
+    p.add_argument("--variant", default=None, help="ablation variant (params.yaml: variants.<net>)")
+    p.add_argument("--params", default=str(DEFAULT_PARAMS))
+    p.add_argument("--profile", default=None)
     p = sub.add_parser("plan", help="list the planned clips (id, set, dataset, source)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
@@ -39,6 +45,11 @@ def main(argv=None) -> int:
 
             for c in plan_clips(params):
                 print(c.clip_id, c.set, c.dataset, c.source, sep="\t")
+            return 0
+        if args.command == "train":
+            from .train import run as train
+
+            train(params, args.net, args.variant)
             return 0
         importlib.import_module(f"finenet.{args.command}").run(params, args.clip)
     except FineNetError as exc:

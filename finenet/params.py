@@ -62,6 +62,9 @@ def _check_consistency(p: dict, where) -> None:
     if p["loader"]["patch_size"] > crop or p["loader"]["patch_size"] % (crop // hm):
         raise FineNetError(where, f"loader.patch_size must be <= data.crop_size ({crop}) and a "
                                   f"multiple of the heatmap stride ({crop // hm})")
+    for net in ("enhance", "interp"):
+        if "full" not in p["variants"][net]:
+            raise FineNetError(where, f"variants.{net} must define 'full' (the combiner is trained on it)")
     lo, hi = p["blur"]["kernel_size"]
     if lo > hi:
         raise FineNetError(where, f"blur.kernel_size: lower bound {lo} > upper bound {hi}")

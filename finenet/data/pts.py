@@ -18,6 +18,8 @@ def parse_pts(text: str, where, n_points: int = 68) -> np.ndarray:
         pts = np.array([[float(v) for v in ln.split()[:2]] for ln in body], dtype=np.float32)
     except (StopIteration, ValueError, IndexError):
         raise FineNetError(where, "not a .pts file (expected 'n_points:' and a '{ … }' block of x y rows)") from None
+    if body and pts.shape[1:] != (2,):
+        raise FineNetError(where, f"expected 'x y' rows, found {pts.shape[-1]} value(s) per row")
     if declared != len(pts) or pts.shape != (n_points, 2):
         raise FineNetError(where, f"expected {n_points} points, found {len(pts)} (declared {declared})")
     return pts - 1.0

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +42,13 @@ def read_video(path, start: int = 0, length: int | None = None) -> tuple[np.ndar
         raise FineNetError(path, "video file not found")
     if path.stat().st_size == 0:
         raise FineNetError(path, "empty file (0 bytes)")
+    _check_riff_size(path)
     import decord
 
+    decord.logging.set_level(decord.logging.QUIET)  # ffmpeg's log lines would bury the one-line error
     try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        with _stderr_muted():  # decord also logs "ERROR opening: …" itself before it raises
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except Exception as exc:  # decord raises its own DECORDError for every container problem
         raise FineNetError(path, f"not a decodable video ({_first_line(exc)})") from None
     n = len(reader)
@@ -76,6 +83,33 @@ def read_image(path_or_bytes, where=None) -> np.ndarray:
         raise FineNetError(where, f"not a readable image ({_first_line(exc)})") from None
 
 
+def _check_riff_size(path: Path) -> None:
+    """An AVI cut short still decodes, as fewer frames and no error: its RIFF header tells."""
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        declared, size = int.from_bytes(head[4:8], "little") + 8, path.stat().st_size
+        if declared > size:
+            raise FineNetError(path, f"truncated video: the AVI header announces {declared} bytes, "
+                                     f"the file has {size}")
+
+
+@contextlib.contextmanager
+def _stderr_muted():
+    """Send file descriptor 2 (where C++ libraries log) to /dev/null for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
+    line = text[0] if text else type(exc).__name__
+    line = re.sub(r"\[\d\d:\d\d:\d\d\] \S+:\d+: ", "", line).strip()  # dmlc's "[time] file.cc:N: "
+    return (line or type(exc).__name__)[:200]

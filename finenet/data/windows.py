@@ -63,7 +63,11 @@ class WindowDataset(Dataset):
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
         return self._file
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key) -> dict:
+        """``key``: an index, or ``(index, seed)`` to draw the crop and flip from that seed (the
+        trainer does, so that a batch depends only on the step number and resuming is exact)."""
+        i, seed = key if isinstance(key, tuple) else (key, int(torch.randint(2 ** 31, ())))
+        rng = np.random.default_rng(seed)
         clip, t = self.index[i]
         g = self._h5()[clip]
         half, n = self.num_frames // 2, self.lengths[clip]
@@ -75,10 +79,10 @@ class WindowDataset(Dataset):
         if self.patch_size:
             p, s = self.patch_size, self.stride
             cells = (self.crop - p) // s + 1
-            y, x = (int(v) * s for v in torch.randint(cells, (2,)))
+            y, x = (int(v) * s for v in rng.integers(cells, size=2))
             frames, sharp = frames[:, y:y + p, x:x + p], sharp[:, y:y + p, x:x + p]
             heat = heat[:, :, y // s:(y + p) // s, x // s:(x + p) // s]
-        if self.flip and torch.rand(()) < 0.5:
+        if self.flip and rng.random() < 0.5:
             frames, sharp = frames[:, :, ::-1], sharp[:, :, ::-1]
             heat = heat[:, FLIP_68, :, ::-1]
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731

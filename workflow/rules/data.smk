@@ -29,6 +29,8 @@ rule heatmaps:
         "data/blurred/{clip}.npz",
     output:
         "data/h5/{clip}.h5",
+    resources:
+        gpu=1 if PARAMS["landmarks"]["device"].startswith("cuda") else 0,
     log:
         "logs/heatmaps/{clip}.log",
     shell:

@@ -1,0 +1,31 @@
+"""FineNet (paper Fig. 3): the shared front end, both branches, and the combination module.
+
+The frame pyramids and pre-deblurred frames are computed once per window and read by both
+branches, so FineNet costs less than running its branches separately."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .combine import EarlyFusion
+from .registry import register
+from .shared import shared_features
+
+
+@register("finenet")
+class FineNet(nn.Module):
+    def __init__(self, frontend: nn.Module, enhance: nn.Module, interp: nn.Module, combiner: nn.Module):
+        super().__init__()
+        self.frontend, self.enhance, self.interp, self.combiner = frontend, enhance, interp, combiner
+
+    def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None) -> dict:
+        shared = shared_features(self.frontend, frames)
+        enh, enh_feats = self.enhance(shared, heatmaps)
+        inp, inp_feats = self.interp(shared, heatmaps)
+        if isinstance(self.combiner, EarlyFusion):
+            out = self.combiner(enh_feats, inp_feats, shared.predeblurred[:, shared.num_frames // 2])
+        else:
+            out = self.combiner(enh, inp)
+        return {"predeblur": shared.predeblurred[:, shared.num_frames // 2], "enhance": enh,
+                "interp": inp, "output": out}

@@ -1,0 +1,28 @@
+"""What both branches read, computed once per window by the frozen front end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .blocks import fold, unfold
+from .frontend import FrontEnd
+
+
+@dataclass
+class Shared:
+    pyramid: list[torch.Tensor]      # per level: (B,N,C,H/s/2^l,W/s/2^l)
+    predeblurred: torch.Tensor       # (B,N,3,H,W): the first stage's output
+
+    @property
+    def num_frames(self) -> int:
+        return self.predeblurred.shape[1]
+
+
+def shared_features(frontend: FrontEnd, frames: torch.Tensor) -> Shared:
+    n = frames.shape[1]
+    flat = fold(frames)
+    feats = frontend.pyramid(flat)
+    image = frontend.decode_image(flat, feats)
+    return Shared([unfold(f, n) for f in feats], unfold(image, n))

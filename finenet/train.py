@@ -1,0 +1,250 @@
+"""Stage ``train``: train one network of FineNet — ``predeblur`` (stage one, alone, then frozen),
+``enhance`` / ``interp`` (independent, each on the frozen front end) or ``combine`` (branches
+frozen) — for one ablation variant, with Adam (β 0.9/0.999) and a cosine schedule.
+
+Resumable: the full training state is checkpointed every ``train.checkpoint_every`` steps to
+``checkpoints/<net>/<variant>/last.pt``; a killed run restarts from it. Each step's batch is a
+function of (seed, step) only, so a resumed run ends with the same weights as an uninterrupted one
+(on CPU). Runs under ``torchrun`` with DDP (gloo on CPU, NCCL on GPUs), the batch split over ranks;
+on CUDA it uses bf16 autocast. Writes ``models/<net>[/<variant>]/model.pt``, the loss curve
+``reports/train/<net>_<variant>.csv`` and ``reports/train/<net>_<variant>.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .checkpoint import load_model, load_state, save_model, save_state
+from .data.store import SETS
+from .data.windows import WindowDataset
+from .errors import FineNetError
+from .losses import branch_loss, combine_loss
+from .models import build
+from .models.shared import shared_features
+
+NETS = ("predeblur", "enhance", "interp", "combine")
+MODELS, CHECKPOINTS, TRAIN_REPORTS = Path("models"), Path("checkpoints"), Path("reports/train")
+
+
+def run_name(net: str, variant: str | None) -> str:
+    return net if net == "predeblur" else f"{net}/{variant}"
+
+
+def model_path(net: str, variant: str | None = None) -> Path:
+    return MODELS / run_name(net, variant) / "model.pt"
+
+
+def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
+    """(architecture name, its constructor config) for a network and variant."""
+    m = params["model"]
+    if net != "predeblur":
+        variants = params["variants"][net]
+        if variant not in variants:
+            raise FineNetError("--variant", f"'{variant}' is not a {net} variant ({', '.join(variants)})")
+        m = {**m, **variants[variant]}
+    common = dict(feat=m["feat"], input_stride=m["input_stride"])
+    if net == "predeblur":
+        return "predeblur", dict(common, levels=m["levels"], extract_blocks=m["extract_blocks"])
+    branch = dict(common, num_frames=params["loader"]["num_frames"], groups=m["groups"], levels=m["levels"],
+                  max_offset=m["max_offset"], foc=m["foc"], landmarks=m["foc"] and m["landmarks"],
+                  heatmap_ch=m["heatmap_ch"], heatmap_level=m["heatmap_level"], recon_blocks=m["recon_blocks"])
+    if net == "enhance":
+        return "enhance", branch
+    if net == "interp":
+        return "interp", dict(branch, interp_frames=m["interp_frames"])
+    if m["fusion"] == "late":
+        return "combine_late", dict(feat=m["combine_feat"], blocks=m["combine_blocks"])
+    return "combine_early", dict(feat=m["feat"], blocks=m["recon_blocks"],
+                                 num_frames=params["loader"]["num_frames"], input_stride=m["input_stride"])
+
+
+def frozen_inputs(net: str) -> list[Path]:
+    """The trained networks a network is trained on top of (frozen)."""
+    if net == "predeblur":
+        return []
+    if net in ("enhance", "interp"):
+        return [model_path("predeblur")]
+    return [model_path("predeblur"), model_path("enhance", "full"), model_path("interp", "full")]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise FineNetError("train.device", "CUDA requested but no GPU is available")
+    if name.startswith("cuda") and dist.is_initialized():
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    return torch.device(name)
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Yields, for steps ``start..total-1``, this rank's share of the step's batch as
+    ``(index, augmentation seed)`` pairs drawn from ``(seed, step)`` alone."""
+
+    def __init__(self, size: int, batch: int, seed: int, start: int, total: int, rank: int, world: int):
+        self.size, self.batch, self.seed, self.start, self.total = size, batch, seed, start, total
+        self.rank, self.world = rank, world
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __iter__(self):
+        lo, hi = self.rank * self.batch // self.world, (self.rank + 1) * self.batch // self.world
+        for step in range(self.start, self.total):
+            rng = np.random.default_rng([self.seed, step])
+            idx = rng.integers(0, self.size, size=self.batch)
+            aug = rng.integers(0, 2 ** 31, size=self.batch)
+            yield [(int(i), int(a)) for i, a in zip(idx[lo:hi], aug[lo:hi])]
+
+
+class Trainee(torch.nn.Module):
+    """The network being trained, with the frozen ones it sits on, and its loss."""
+
+    def __init__(self, net: str, model: torch.nn.Module, frozen: list[torch.nn.Module]):
+        super().__init__()
+        self.net, self.model = net, model
+        self.frozen = torch.nn.ModuleList(frozen).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.frozen.eval()
+        return self
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        frames, heat, target = batch["frames"], batch["heatmaps"], batch["target"]
+        if self.net == "predeblur":   # single-image deblurring on every frame of the window
+            return combine_loss(self.model(frames.flatten(0, 1)), batch["sharp"].flatten(0, 1))
+        with torch.no_grad():
+            shared = shared_features(self.frozen[0], frames)
+        if self.net in ("enhance", "interp"):
+            return branch_loss(self.model(shared, heat)[0], target)
+        with torch.no_grad():
+            (enh, enh_f), (inp, inp_f) = self.frozen[1](shared, heat), self.frozen[2](shared, heat)
+        if self.model.__class__.__name__ == "EarlyFusion":
+            out = self.model(enh_f, inp_f, shared.predeblurred[:, shared.num_frames // 2])
+        else:
+            out = self.model(enh, inp)
+        return combine_loss(out, target)
+
+
+def fingerprint(params: dict, net: str, variant: str | None, arch: str, config: dict) -> str:
+    """Identifies what a checkpoint was trained for: a resumed run must match it exactly."""
+    manifest = SETS / "manifest.csv"
+    code = sorted(Path(__file__).parent.glob("**/*.py"))     # a code change invalidates it too
+    deps = [p.read_bytes() for p in [manifest, *frozen_inputs(net), *code] if p.is_file()]
+    blob = json.dumps([net, variant, arch, config, params["train"], params["loader"], params["seed"]],
+                      sort_keys=True).encode()
+    return hashlib.sha256(blob + b"".join(hashlib.sha256(d).digest() for d in deps)).hexdigest()[:16]
+
+
+def cosine(step: int, total: int, floor: float) -> float:
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def run(params: dict, net: str, variant: str | None = None) -> dict:
+    if net not in NETS:
+        raise FineNetError("finenet train", f"unknown network '{net}' ({', '.join(NETS)})")
+    variant = None if net == "predeblur" else variant or "full"
+    tp, lp = params["train"], params["loader"]
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() and tp["device"] != "cpu" else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if tp["batch_size"] % world:
+        raise FineNetError("train.batch_size", f"{tp['batch_size']} is not divisible by {world} processes")
+    device = pick_device(tp["device"])
+    torch.manual_seed(params["seed"])
+    arch, config = net_config(params, net, variant)
+    model = build(arch, **config).to(device)
+    frozen = [load_model(p, device) for p in frozen_inputs(net)]
+    trainee = Trainee(net, model, frozen).to(device)
+    iterations = tp["iterations"][net]
+    opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], betas=tuple(tp["betas"]))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s, iterations, tp["min_lr_ratio"]))
+
+    name = run_name(net, variant)
+    ckpt_path = CHECKPOINTS / name / "last.pt"
+    fp = fingerprint(params, net, variant, arch, config)
+    step, history, seconds = 0, [], 0.0
+    state = load_state(ckpt_path)
+    if state is not None and state.get("fingerprint") == fp:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, history, seconds = state["step"], state["history"], state["seconds"]
+
+    ddp = torch.nn.parallel.DistributedDataParallel(trainee) if distributed else trainee
+    ds = WindowDataset(SETS / "train.h5", lp["num_frames"], lp["patch_size"], lp["flip"])
+    loader = torch.utils.data.DataLoader(
+        ds, batch_sampler=StepBatches(len(ds), tp["batch_size"], params["seed"], step, iterations, rank, world),
+        num_workers=tp["workers"], persistent_workers=False)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    trainee.train()
+    start = time.perf_counter() - seconds
+    bar = tqdm(total=iterations, initial=step, desc=f"train {name}", unit="step", disable=rank != 0)
+    for batch in loader:
+        batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with autocast:
+            loss = ddp(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clip"])
+        opt.step()
+        sched.step()
+        step += 1
+        value = loss.detach().float()
+        if distributed:
+            dist.all_reduce(value)
+            value /= world
+        history.append([step, float(value), float(sched.get_last_lr()[0])])
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(value):.4f}")
+        if rank == 0 and (step % tp["checkpoint_every"] == 0 or step == iterations):
+            save_state(ckpt_path, fingerprint=fp, step=step, history=history,
+                       seconds=time.perf_counter() - start, model=model.state_dict(),
+                       optimizer=opt.state_dict(), scheduler=sched.state_dict())
+    bar.close()
+    result = {}
+    if rank == 0:
+        result = finish(net, variant, arch, config, model, history, time.perf_counter() - start, fp)
+    if distributed:
+        dist.barrier()
+    return result
+
+
+def finish(net, variant, arch, config, model, history, seconds, fp) -> dict:
+    name = run_name(net, variant)
+    tag = name.replace("/", "_")
+    save_model(model_path(net, variant), arch, config, model, fingerprint=fp)
+    losses = np.array([h[1] for h in history])
+    tail = losses[-max(1, len(losses) // 10):]
+    result = {"network": net, "variant": variant, "arch": arch, "iterations": len(history),
+              "parameters": int(sum(p.numel() for p in model.parameters())),
+              "first_loss": round(float(losses[:max(1, len(losses) // 10)].mean()), 5),
+              "final_loss": round(float(tail.mean()), 5), "seconds": round(seconds, 1)}
+    with atomic_path(TRAIN_REPORTS / f"{tag}.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    with atomic_path(TRAIN_REPORTS / f"{tag}.csv") as tmp:
+        tmp.write_text("step,loss,lr\n" + "".join(f"{s},{l:.6f},{r:.3e}\n" for s, l, r in history))
+    return result
+
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -1,0 +1,300 @@
+"""dvc.yaml and the Snakemake workflow describe one pipeline: keep them from drifting apart.
+
+Both are reduced to one shape, ``stage -> Stage(command, inputs, outputs)``, at DVC's granularity:
+a Snakemake per-clip pattern such as ``data/clips/{clip}.npz`` -- or a file expanded from one, like
+pack's ``data/h5/emb_carphone.h5`` -- stands for its directory (``data/clips``, ``data/h5``). Code
+deps (``finenet/...``) exist only on the DVC side and are left out. The edges of each DAG are
+worked out independently: DVC's from path overlap of deps and outs (how DVC links stages),
+Snakemake's from its own output-pattern matching on a planned clip (how Snakemake links jobs).
+
+The Snakemake rules are loaded through ``snakemake.api`` without building a job DAG: nothing runs
+and nothing is written (file logging is off).
+"""
+
+from __future__ import annotations
+
+import copy
+import posixpath
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CODE = "finenet"                       # deps under here are code, not data
+PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
+
+
+@dataclass(frozen=True)
+class Stage:
+    command: str | None                # "finenet <stage>"
+    inputs: frozenset[str]             # data paths read
+    outputs: frozenset[str]            # paths written (outs, metrics, plots)
+
+
+def finenet_command(cmd: str | None) -> str | None:
+    match = re.search(r"\bfinenet\s+([\w-]+)", cmd or "")
+    return f"finenet {match.group(1)}" if match else None
+
+
+def norm(path: str) -> str:
+    return posixpath.normpath(str(path))
+
+
+def is_code(path: str) -> bool:
+    return path == CODE or path.startswith(CODE + "/")
+
+
+def overlaps(a: str, b: str) -> bool:
+    """DVC links a dep to an out when one is the other or lies inside it."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+# --- DVC view -------------------------------------------------------------------------------------
+
+def entry_paths(entries) -> list[str]:
+    """deps/outs/metrics/plots entries are ``path`` or ``{path: {options}}``."""
+    return [norm(e if isinstance(e, str) else next(iter(e))) for e in entries or []]
+
+
+def dvc_view(dvc: dict) -> dict[str, Stage]:
+    return {
+        name: Stage(
+            command=finenet_command(s.get("cmd")),
+            inputs=frozenset(p for p in entry_paths(s.get("deps")) if not is_code(p)),
+            outputs=frozenset(p for key in ("outs", "metrics", "plots")
+                              for p in entry_paths(s.get(key))),
+        )
+        for name, s in dvc["stages"].items()
+    }
+
+
+def dvc_edges(dvc: dict) -> set[tuple[str, str]]:
+    stages = dvc["stages"]
+    return {(a, b) for a, sa in stages.items() for b, sb in stages.items()
+            if any(overlaps(dep, out) for dep in entry_paths(sb.get("deps"))
+                   for key in ("outs", "metrics", "plots") for out in entry_paths(sa.get(key)))}
+
+
+# --- Snakemake view -------------------------------------------------------------------------------
+
+def load_snakemake() -> dict:
+    """The Snakefile's rules by name, parsed, not executed."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings(enable_file_logging=False)) as api:
+        workflow = api.workflow(ResourceSettings(), snakefile=ROOT / "Snakefile", workdir=ROOT)
+        return {r.name: r for r in workflow._workflow.rules}   # parsed Snakefile + includes
+
+
+def is_pattern(f) -> bool:
+    return bool(f.get_wildcard_names())
+
+
+def pattern_dir(pattern: str) -> str:
+    """``data/clips/{clip,<regex>}.npz`` -> ``data/clips``: the directory above the first wildcard."""
+    return norm(posixpath.dirname(str(pattern).split("{", 1)[0]))
+
+
+def snakemake_view(rules: dict) -> dict[str, Stage]:
+    per_clip = [o for r in rules.values() for o in r.output if is_pattern(o)]
+
+    def to_dvc(f) -> str:
+        if callable(f):                      # an input function: no static path to compare
+            return "<input function>"
+        producer = f if is_pattern(f) else next((o for o in per_clip if o.match(str(f))), None)
+        return pattern_dir(producer) if producer is not None else norm(f)
+
+    return {
+        name: Stage(command=finenet_command(r.shellcmd),
+                    inputs=frozenset(map(to_dvc, r.input)),
+                    outputs=frozenset(map(to_dvc, r.output)))
+        for name, r in rules.items() if name != "all"
+    }
+
+
+def snakemake_edges(rules: dict, clip: str) -> set[tuple[str, str]]:
+    """A -> B when an output of A produces an input of B, with wildcards set to one planned clip."""
+    def concrete(f) -> str:
+        return str(f.apply_wildcards({w: clip for w in f.get_wildcard_names()}))
+
+    stages = {n: r for n, r in rules.items() if n != "all"}
+    return {(a, b) for a, ra in stages.items() for b, rb in stages.items()
+            if any(o.match(concrete(i)) for i in rb.input if not callable(i)
+                   for o in ra.output)}
+
+
+# --- the comparison -------------------------------------------------------------------------------
+
+def compare_paths(what: str, dvc: dict[str, Stage], smk: dict[str, Stage]) -> list[str]:
+    problems = []
+    for name in sorted(dvc.keys() & smk.keys()):
+        d, s = getattr(dvc[name], what), getattr(smk[name], what)
+        if d - s:
+            problems.append(f"{name} {what}: in dvc.yaml only: {sorted(d - s)}")
+        if s - d:
+            problems.append(f"{name} {what}: in Snakemake only: {sorted(s - d)}")
+    return problems
+
+
+def compare_commands(dvc: dict[str, Stage], smk: dict[str, Stage]) -> list[str]:
+    return [f"{name} command: dvc.yaml runs {dvc[name].command!r}, Snakemake {smk[name].command!r}"
+            for name in sorted(dvc.keys() & smk.keys())
+            if dvc[name].command is None or dvc[name].command != smk[name].command]
+
+
+def compare_names(dvc: dict[str, Stage], smk: dict[str, Stage]) -> list[str]:
+    problems = []
+    if dvc.keys() - smk.keys():
+        problems.append(f"stages in dvc.yaml only: {sorted(dvc.keys() - smk.keys())}")
+    if smk.keys() - dvc.keys():
+        problems.append(f"rules in Snakemake only: {sorted(smk.keys() - dvc.keys())}")
+    return problems
+
+
+def compare_edges(dvc: set, smk: set) -> list[str]:
+    problems = []
+    if dvc - smk:
+        problems.append(f"edges in dvc.yaml only: {sorted(dvc - smk)}")
+    if smk - dvc:
+        problems.append(f"edges in Snakemake only: {sorted(smk - dvc)}")
+    return problems
+
+
+def drift(dvc_yaml: dict, rules: dict, clip: str) -> list[str]:
+    """Every difference between the two DAGs, one line each; empty when they agree."""
+    d, s = dvc_view(dvc_yaml), snakemake_view(rules)
+    return (compare_names(d, s) + compare_commands(d, s) + compare_paths("outputs", d, s)
+            + compare_paths("inputs", d, s)
+            + compare_edges(dvc_edges(dvc_yaml), snakemake_edges(rules, clip)))
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dvc_yaml() -> dict:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def snakemake_workflow():
+    """(rules, planned clip ids of params.yaml's profile)."""
+    from finenet.data.clips import plan_clips
+    from finenet.params import load_params
+
+    clips = [c.clip_id for c in plan_clips(load_params(ROOT / "params.yaml"))]
+    assert clips, "params.yaml plans no clips"
+    return load_snakemake(), clips
+
+
+@pytest.fixture(scope="module")
+def views(dvc_yaml, snakemake_workflow):
+    return dvc_view(dvc_yaml), snakemake_view(snakemake_workflow[0])
+
+
+def test_same_stage_names(views):
+    assert compare_names(*views) == []
+
+
+def test_same_finenet_commands(views):
+    assert compare_commands(*views) == []
+
+
+def test_same_outputs(views):
+    assert compare_paths("outputs", *views) == []
+
+
+def test_same_data_inputs(views):
+    assert compare_paths("inputs", *views) == []
+
+
+def test_same_edges(dvc_yaml, snakemake_workflow):
+    rules, clips = snakemake_workflow
+    edges = dvc_edges(dvc_yaml)
+    assert compare_edges(edges, snakemake_edges(rules, clips[0])) == []
+    # and the DAG is the pipeline we think it is (a regression guard on the helpers themselves)
+    assert edges == {("sample", "blur"), ("sample", "heatmaps"), ("blur", "heatmaps"),
+                     ("heatmaps", "pack")}
+
+
+def test_views_are_not_trivially_empty(views):
+    dvc, smk = views
+    assert dvc["sample"] == Stage("finenet sample", frozenset({"data/external"}),
+                                  frozenset({"data/clips"}))
+    assert smk["pack"].outputs == {"data/sets", "reports/data_summary.json",
+                                   "reports/figures/data_preview.png"}
+
+
+def _rename_stage(d):
+    d["stages"]["sampling"] = d["stages"].pop("sample")
+
+
+def _extra_dep(d):
+    d["stages"]["pack"]["deps"].append("data/clips")
+
+
+def _dropped_metric(d):
+    del d["stages"]["pack"]["metrics"]
+
+
+def _other_command(d):
+    d["stages"]["blur"]["cmd"] = "finenet sample"
+
+
+def _code_dep_only(d):
+    d["stages"]["pack"]["deps"].append("finenet/stages.py")
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (_rename_stage, ["stages in dvc.yaml only: ['sampling']", "rules in Snakemake only: ['sample']",
+                     "edges in dvc.yaml only: [('sampling', 'blur'), ('sampling', 'heatmaps')]",
+                     "edges in Snakemake only: [('sample', 'blur'), ('sample', 'heatmaps')]"]),
+    (_extra_dep, ["pack inputs: in dvc.yaml only: ['data/clips']",
+                  "edges in dvc.yaml only: [('sample', 'pack')]"]),
+    (_dropped_metric, ["pack outputs: in Snakemake only: ['reports/data_summary.json']"]),
+    (_other_command, ["blur command: dvc.yaml runs 'finenet sample', Snakemake 'finenet blur'"]),
+    (_code_dep_only, []),
+], ids=["renamed-stage", "extra-dep", "dropped-metric", "other-command", "code-dep-is-fine"])
+def test_checker_detects_drift(dvc_yaml, snakemake_workflow, mutate, expected):
+    rules, clips = snakemake_workflow
+    assert drift(dvc_yaml, rules, clips[0]) == []
+    drifted = copy.deepcopy(dvc_yaml)
+    mutate(drifted)
+    assert drift(drifted, rules, clips[0]) == expected
+
+
+def test_checker_detects_snakemake_side_drift(views):
+    """The other direction: a Snakemake rule that writes one more file than DVC knows of."""
+    dvc, smk = views
+    smk = dict(smk, blur=Stage(smk["blur"].command, smk["blur"].inputs,
+                               smk["blur"].outputs | {"data/kernels"}))
+    assert compare_paths("outputs", dvc, smk) == ["blur outputs: in Snakemake only: ['data/kernels']"]
+
+
+# --- the SLURM profile ----------------------------------------------------------------------------
+
+def test_slurm_profile_parses_and_names_existing_rules(snakemake_workflow):
+    from snakemake.cli import get_argument_parser
+
+    rules, _ = snakemake_workflow
+    profile = yaml.safe_load(PROFILE.read_text())
+    assert isinstance(profile, dict) and profile["executor"] == "slurm"
+
+    parser = get_argument_parser()
+    options = {s[2:] for s in parser._option_string_actions if s.startswith("--")}
+    assert set(profile) <= options, f"not snakemake options: {sorted(set(profile) - options)}"
+
+    for key in ("set-resources", "set-threads"):
+        named = set(profile.get(key) or {})
+        assert named <= rules.keys(), f"{key} names unknown rules: {sorted(named - rules.keys())}"
+    assert {"heatmaps", "pack"} <= set(profile["set-resources"])
+
+    # Through snakemake's own profile reader and parsers. The slurm executor plugin need not be
+    # installed here, so the (command-line-wins) executor is overridden; all else comes from the file.
+    args = get_argument_parser(profiles=[str(PROFILE)]).parse_args(["--executor", "dryrun"])
+    assert {"slurm_partition", "runtime", "mem_mb"} <= set(args.default_resources)
+    assert set(args.set_resources) == set(profile["set-resources"])
+    assert args.jobs == profile["jobs"]
