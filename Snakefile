@@ -22,8 +22,11 @@ CLIPS = [c.clip_id for c in plan_clips(PARAMS)]
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     input:
         rules.pack.output,
+        rules.evaluate.output,

