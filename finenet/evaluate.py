@@ -25,7 +25,7 @@ from .atomic import atomic_path
 from .checkpoint import load_model
 from .data.store import SETS
 from .data.windows import WindowDataset
-from .models.combine import EarlyFusion
+from .models.combine import fuse
 from .models.shared import shared_features
 from .train import model_path, pick_device
 
@@ -54,12 +54,6 @@ class Methods:
                          for net in ("enhance", "interp") for v in params["variants"][net]}
         self.combiners = {v: load_model(model_path("combine", v), device) for v in params["variants"]["combine"]}
 
-    def combine(self, v, enh, inp, shared):
-        if isinstance(self.combiners[v], EarlyFusion):
-            c = shared.num_frames // 2
-            return self.combiners[v](enh[1], inp[1], shared.predeblurred[:, c])
-        return self.combiners[v](enh[0], inp[0])
-
     @torch.no_grad()
     def __call__(self, frames, heat, heat_oracle) -> dict:
         c = frames.shape[1] // 2
@@ -68,11 +62,11 @@ class Methods:
         res = {key: m(shared, heat) for key, m in self.branches.items()}
         out.update({f"{net}/{v}": r[0] for (net, v), r in res.items()})
         for v in self.combiners:
-            out[f"finenet/{v}"] = self.combine(v, res["enhance", "full"], res["interp", "full"], shared)
+            out[f"finenet/{v}"] = fuse(self.combiners[v], res["enhance", "full"], res["interp", "full"], shared)
         if "late" in self.combiners:
             enh = self.branches["enhance", "full"](shared, heat_oracle)
             inp = self.branches["interp", "full"](shared, heat_oracle)
-            out["finenet_oracle/late"] = self.combine("late", enh, inp, shared)
+            out["finenet_oracle/late"] = fuse(self.combiners["late"], enh, inp, shared)
         return out
 
 
@@ -106,12 +100,16 @@ def evaluate_set(methods: Methods, set_path: Path, params: dict) -> list[dict]:
 
 
 def summarise(frames: pd.DataFrame) -> dict:
+    """Means per set and method over all frames, over the blurred frames (the deblurring task) and
+    over the frames the blur stage left sharp (what a method does to an already sharp frame)."""
     out = {}
     for (set_name, method), part in frames.groupby(["set", "method"]):
-        blurred = part[part.kernel > 1]
-        out.setdefault(set_name, {})[method] = {
-            "psnr": round(float(part.psnr.mean()), 3), "ssim": round(float(part.ssim.mean()), 4),
-            "psnr_blurred_frames": round(float(blurred.psnr.mean()), 3), "frames": int(len(part))}
+        entry = {"frames": int(len(part))}
+        for name, rows in (("all", part), ("blurred", part[part.kernel > 1]), ("sharp", part[part.kernel == 1])):
+            if len(rows):
+                entry[f"psnr_{name}"] = round(float(rows.psnr.mean()), 3)
+                entry[f"ssim_{name}"] = round(float(rows.ssim.mean()), 4)
+        out.setdefault(set_name, {})[method] = entry
     return out
 
 

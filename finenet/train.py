@@ -32,6 +32,7 @@ from .data.windows import WindowDataset
 from .errors import FineNetError
 from .losses import branch_loss, combine_loss
 from .models import build
+from .models.combine import fuse
 from .models.shared import shared_features
 
 NETS = ("predeblur", "enhance", "interp", "combine")
@@ -131,12 +132,8 @@ class Trainee(torch.nn.Module):
         if self.net in ("enhance", "interp"):
             return branch_loss(self.model(shared, heat)[0], target)
         with torch.no_grad():
-            (enh, enh_f), (inp, inp_f) = self.frozen[1](shared, heat), self.frozen[2](shared, heat)
-        if self.model.__class__.__name__ == "EarlyFusion":
-            out = self.model(enh_f, inp_f, shared.predeblurred[:, shared.num_frames // 2])
-        else:
-            out = self.model(enh, inp)
-        return combine_loss(out, target)
+            enh, inp = self.frozen[1](shared, heat), self.frozen[2](shared, heat)
+        return combine_loss(fuse(self.model, enh, inp, shared), target)
 
 
 def fingerprint(params: dict, net: str, variant: str | None, arch: str, config: dict) -> str:

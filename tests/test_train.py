@@ -119,7 +119,7 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
     raw = yaml.safe_load((run / "params.yaml").read_text())
     raw["variants"] = {"enhance": {"full": {}}, "interp": {"full": {}, "four_frames": {"interp_frames": 4}},
                        "combine": {"late": {"fusion": "late"}, "early": {"fusion": "early"}}}
-    raw["evaluate"]["frame_stride"] = 2
+    raw["evaluate"]["frame_stride"] = 1
     (run / "params.yaml").write_text(yaml.safe_dump(raw))
     for args in (["predeblur"], ["enhance", "--variant", "full"], ["interp", "--variant", "full"],
                  ["interp", "--variant", "four_frames"], ["combine", "--variant", "late"],
@@ -134,14 +134,17 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
     methods = {"blurry", "predeblur", "enhance/full", "interp/full", "interp/four_frames",
                "finenet/late", "finenet/early", "finenet_oracle/late"}
     assert set(frames.method) == methods
-    assert set(frames.set) == {"embedded_test"} and set(frames.t) == {0, 2, 4, 6}
-    assert len(frames) == len(methods) * 4
+    assert set(frames.set) == {"embedded_test"} and set(frames.t) == set(range(8))
+    assert len(frames) == len(methods) * 8
     blurry = frames[frames.method == "blurry"]
+    assert 0 < (blurry.kernel == 1).sum() < 8, "the test clip should mix sharp and blurred frames"
     assert (blurry[blurry.kernel == 1].psnr == 60.0).all()          # sharp input frames: capped
     assert (blurry[blurry.kernel > 1].psnr < 60.0).all()
     assert frames.ssim.between(-1, 1).all()
     metrics = yaml.safe_load((run / "reports/metrics.json").read_text())
     assert set(metrics["embedded_test"]) == methods
-    assert metrics["embedded_test"]["blurry"]["frames"] == 4
+    blurry_summary = metrics["embedded_test"]["blurry"]
+    assert blurry_summary["frames"] == 8 and blurry_summary["psnr_sharp"] == 60.0
+    assert blurry_summary["psnr_blurred"] < blurry_summary["psnr_all"] < 60.0
     per_clip = pd.read_csv(run / "reports/eval/per_clip.csv")
     assert len(per_clip) == len(methods)

@@ -45,3 +45,10 @@ class EarlyFusion(nn.Module):
     def forward(self, enhance_feats: torch.Tensor, interp_feats: torch.Tensor, base: torch.Tensor):
         x = torch.cat([enhance_feats.flatten(1, 2), interp_feats.flatten(1, 2)], 1)
         return base + self.to_image(self.recon(lrelu(self.fusion(x))))
+
+
+def fuse(combiner: nn.Module, enhanced: tuple, interpolated: tuple, shared) -> torch.Tensor:
+    """Frame t from the two branches' ``(image, features)`` outputs, by late or early fusion."""
+    if isinstance(combiner, EarlyFusion):
+        return combiner(enhanced[1], interpolated[1], shared.predeblurred[:, shared.num_frames // 2])
+    return combiner(enhanced[0], interpolated[0])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .combine import EarlyFusion
+from .combine import fuse
 from .registry import register
 from .shared import shared_features
 
@@ -21,11 +21,6 @@ class FineNet(nn.Module):
 
     def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None) -> dict:
         shared = shared_features(self.frontend, frames)
-        enh, enh_feats = self.enhance(shared, heatmaps)
-        inp, inp_feats = self.interp(shared, heatmaps)
-        if isinstance(self.combiner, EarlyFusion):
-            out = self.combiner(enh_feats, inp_feats, shared.predeblurred[:, shared.num_frames // 2])
-        else:
-            out = self.combiner(enh, inp)
-        return {"predeblur": shared.predeblurred[:, shared.num_frames // 2], "enhance": enh,
-                "interp": inp, "output": out}
+        enh, inp = self.enhance(shared, heatmaps), self.interp(shared, heatmaps)
+        return {"predeblur": shared.predeblurred[:, shared.num_frames // 2], "enhance": enh[0],
+                "interp": inp[0], "output": fuse(self.combiner, enh, inp, shared)}
