@@ -35,8 +35,10 @@ def timed(fn, repeats: int, sync) -> float:
 @torch.no_grad()
 def measure(params, device: str, size: int, batch: int, repeats: int) -> dict:
     dev = torch.device(device)
-    nets = {n: build(*net_config(params, n, v)).to(dev).eval()
-            for n, v in (("predeblur", None), ("enhance", "full"), ("interp", "full"), ("combine", "late"))}
+    nets = {}
+    for n, v in (("predeblur", None), ("enhance", "full"), ("interp", "full"), ("combine", "late")):
+        arch, config = net_config(params, n, v)
+        nets[n] = build(arch, **config).to(dev).eval()
     model = build("finenet", frontend=nets["predeblur"], enhance=nets["enhance"], interp=nets["interp"],
                   combiner=nets["combine"]).eval()
     hm = params["landmarks"]["heatmap_size"] * size // params["data"]["crop_size"]
