@@ -49,24 +49,24 @@ def test_interp_orders_follow_the_paper():
     assert orders(5, 4) == ([0, 1, 3, 4], [4, 3, 1, 0])
 
 
-def test_interpolation_never_reads_the_target_frame(window):
-    frames, heat = window
-    frames = frames.clone().requires_grad_(True)
-    heat = heat.clone().requires_grad_(True)
-    out, _ = build("interp", **BRANCH)(shared_features(build("predeblur", **CFG), frames), heat)
+def input_gradients(net: str, window):
+    """Gradients of a branch's output with respect to its frames and heatmaps."""
+    frames, heat = (x.clone().requires_grad_(True) for x in window)
+    out, _ = build(net, **BRANCH)(shared_features(build("predeblur", **CFG), frames), heat)
     out.sum().backward()
-    assert frames.grad[:, 2].abs().max() == 0 and heat.grad[:, 2].abs().max() == 0
-    assert frames.grad[:, [0, 1, 3, 4]].abs().min(dim=0).values.sum() > 0
+    return frames.grad, heat.grad
+
+
+def test_interpolation_never_reads_the_target_frame(window):
+    frames, heat = input_gradients("interp", window)
+    assert frames[:, 2].abs().max() == 0 and heat[:, 2].abs().max() == 0
+    assert frames[:, [0, 1, 3, 4]].abs().min(dim=0).values.sum() > 0
 
 
 def test_enhancement_reads_every_frame_and_heatmap(window):
-    frames, heat = window
-    frames = frames.clone().requires_grad_(True)
-    heat = heat.clone().requires_grad_(True)
-    out, _ = build("enhance", **BRANCH)(shared_features(build("predeblur", **CFG), frames), heat)
-    out.sum().backward()
+    frames, _ = input_gradients("enhance", window)
     for k in range(5):
-        assert frames.grad[:, k].abs().sum() > 0
+        assert frames[:, k].abs().sum() > 0
 
 
 def test_gradients_reach_foc_and_dcn_weights(window):
