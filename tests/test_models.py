@@ -131,6 +131,29 @@ def test_zero_offsets_make_dcn_a_plain_convolution():
     assert not torch.allclose(plain, half)
 
 
+@pytest.mark.parametrize("groups,size", [(1, (9, 9)), (4, (12, 7))])
+def test_sampled_dcn_equals_torchvision_values_and_gradients(groups, size):
+    """The CPU path (grid_sample) is torchvision's deform_conv2d: same values, same gradients for
+    the input, offsets (including samples that fall outside the image), mask, weight and bias."""
+    from torchvision.ops import deform_conv2d
+
+    from finenet.models.dcn import deform_conv_sampled
+
+    g = torch.Generator().manual_seed(0)
+    b, c, (h, w) = 2, 8, size
+    leaves = [torch.randn(b, c, h, w, generator=g), 4 * torch.randn(b, 2 * groups * 9, h, w, generator=g),
+              torch.randn(6, c, 3, 3, generator=g), torch.randn(6, generator=g),
+              torch.rand(b, groups * 9, h, w, generator=g)]
+    x, off, wt, bias, mask = [t.requires_grad_() for t in leaves]
+    ref = deform_conv2d(x, off, wt, bias, padding=1, mask=mask)
+    ours = deform_conv_sampled(x, off, wt, bias, mask)
+    assert (off.abs() > max(h, w) / 2).any()                     # some taps sample outside
+    assert torch.allclose(ours, ref, atol=1e-4)
+    upstream = torch.randn(ref.shape, generator=g)
+    for a, r in zip(torch.autograd.grad(ours, leaves, upstream), torch.autograd.grad(ref, leaves, upstream)):
+        assert torch.allclose(a, r, atol=2e-3, rtol=1e-3)
+
+
 @pytest.mark.parametrize("fusion", ["late", "early"])
 def test_finenet_combines_both_branches(window, fusion):
     frames, heat = window
