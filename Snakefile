@@ -30,3 +30,4 @@ rule all:
     input:
         rules.pack.output,
         rules.evaluate.output,
+        rules.report.output,

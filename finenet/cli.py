@@ -12,7 +12,7 @@ import sys
 from .errors import FineNetError
 from .params import DEFAULT_PARAMS, load_params
 
-STAGES = ("sample", "blur", "heatmaps", "pack", "evaluate")
+STAGES = ("sample", "blur", "heatmaps", "pack", "evaluate", "report")
 PER_CLIP = ("sample", "blur", "heatmaps")
 
 
@@ -28,10 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--clip", action="append", default=None, help="only this clip (repeatable)")
     doc = importlib.import_module("finenet.train").__doc__.strip().splitlines()[0]
     p = sub.add_parser("train", help=doc, description=doc)
-    p.add_argument("net", choices=("predeblur", "enhance", "interp", "combine"))
+    p.add_argument("net", help="predeblur, enhance, interp, combine, or a baseline of params.yaml's baselines")
     p.add_argument("--variant", default=None, help="ablation variant (params.yaml: variants.<net>)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
+    deblur = importlib.import_module("finenet.deblur")
+    p = sub.add_parser("deblur", help=deblur.HELP, description=deblur.DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    deblur.add_arguments(p)
     p = sub.add_parser("plan", help="list the planned clips (id, set, dataset, source)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
@@ -47,6 +51,11 @@ def main(argv=None) -> int:
 
             for c in plan_clips(params):
                 print(c.clip_id, c.set, c.dataset, c.source, sep="\t")
+            return 0
+        if args.command == "deblur":
+            from .deblur import run as deblur
+
+            deblur(params, args.input, args.output, args.checkpoint, args.device)
             return 0
         if args.command == "train":
             from .train import run as train

@@ -1,12 +1,23 @@
-"""Stage ``evaluate``: run every trained method on every test set with ground truth and score each
-frame (PSNR, SSIM on the face crop, scikit-image), so any table can be rebuilt from the rows.
+"""Stage ``evaluate``: run every trained method on every test set and score each frame, so any
+table can be rebuilt from the rows without re-running a model.
 
-Methods: ``blurry`` (the input itself), ``predeblur`` (stage one), ``enhance/<variant>``,
-``interp/<variant>``, ``finenet/<combine variant>`` (the full model), and ``finenet_oracle/late``
-(heatmaps from the sharp frames); ``evaluate.frame_stride`` scores every k-th frame (embedded
-default: every 3rd, to keep CPU time small; paper profile: every frame). Writes
-``reports/eval/frames.csv`` (a row per method, clip and frame), ``reports/eval/per_clip.csv`` and
-``reports/metrics.json`` (means per set and method).
+Methods: ``blurry`` (the input itself, the identity baseline), ``predeblur`` (stage one),
+``enhance/<variant>``, ``interp/<variant>``, ``finenet/<combine variant>`` (the full model),
+``finenet_oracle/late`` (heatmaps from the sharp frames) and every baseline of
+``params.baselines``. Each network runs once per batch: the front end's pyramids are shared, the
+combiners reuse the "full" branches' outputs.
+
+- Sets with ground truth: PSNR and SSIM on the face crop (scikit-image) and, where the set has
+  ground-truth landmarks, the landmark NME of the detector on each method's output (mean point
+  error over the inter-ocular distance, outer eye corners). Rows: ``reports/eval/frames.csv``;
+  means per clip ``reports/eval/per_clip.csv``; means per set and method ``reports/metrics.json``.
+- Sets without ground truth (real blur): scikit-image's no-reference ``blur_effect`` (lower is
+  sharper) and whether the detector finds a face on the output: ``reports/eval/noref.csv``.
+- A few qualitative samples per set (every method's output on the same frames):
+  ``reports/eval/samples.h5``.
+
+``evaluate.frame_stride`` scores every k-th frame (embedded default: every 3rd, to keep CPU time
+small; paper profile: every frame).
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
+from skimage.measure import blur_effect
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
@@ -25,37 +37,42 @@ from .atomic import atomic_path
 from .checkpoint import load_model
 from .data.store import SETS
 from .data.windows import WindowDataset
+from .face.detectors import make_detector
 from .models.combine import fuse
 from .models.shared import shared_features
 from .train import model_path, pick_device
 
 EVAL = Path("reports/eval")
 METRICS = Path("reports/metrics.json")
-PSNR_CAP = 60.0   # a frame the method returns exactly (sharp input frames) would be infinite
+SAMPLES = EVAL / "samples.h5"
+PSNR_CAP = 60.0          # a frame returned exactly would be infinite
+SAMPLES_PER_SET = 3
+LEFT_EYE, RIGHT_EYE = 36, 45     # outer eye corners (iBUG 68): the inter-ocular normaliser
 
 
-def test_sets() -> list[Path]:
+def test_sets(ground_truth: bool) -> list[Path]:
+    """The packed test sets with (or without) ground-truth frames."""
     out = []
     for path in sorted(SETS.glob("*.h5")):
         with h5py.File(path, "r") as f:
-            if path.stem != "train" and any("sharp" in f[c] for c in f):
+            if path.stem != "train" and any(("sharp" in f[c]) == ground_truth for c in f):
                 out.append(path)
     return out
 
 
 class Methods:
-    """Every trained method on one batch of windows, each network run once: the front end's
-    pyramids are shared, the combiners reuse the "full" branches' outputs."""
+    """Every trained method on one batch of windows, each network run once."""
 
     def __init__(self, params: dict, device):
-        self.variants, self.device = params["variants"], device
+        self.device = device
         self.frontend = load_model(model_path("predeblur"), device)
         self.branches = {(net, v): load_model(model_path(net, v), device)
                          for net in ("enhance", "interp") for v in params["variants"][net]}
         self.combiners = {v: load_model(model_path("combine", v), device) for v in params["variants"]["combine"]}
+        self.baselines = {name: load_model(model_path(name), device) for name in params["baselines"]}
 
     @torch.no_grad()
-    def __call__(self, frames, heat, heat_oracle) -> dict:
+    def __call__(self, frames, heat, heat_oracle=None) -> dict:
         c = frames.shape[1] // 2
         shared = shared_features(self.frontend, frames)
         out = {"blurry": frames[:, c], "predeblur": shared.predeblurred[:, c]}
@@ -63,11 +80,12 @@ class Methods:
         out.update({f"{net}/{v}": r[0] for (net, v), r in res.items()})
         for v in self.combiners:
             out[f"finenet/{v}"] = fuse(self.combiners[v], res["enhance", "full"], res["interp", "full"], shared)
-        if "late" in self.combiners:
+        if "late" in self.combiners and heat_oracle is not None:
             enh = self.branches["enhance", "full"](shared, heat_oracle)
             inp = self.branches["interp", "full"](shared, heat_oracle)
             out["finenet_oracle/late"] = fuse(self.combiners["late"], enh, inp, shared)
-        return out
+        out.update({name: m(frames, heat) for name, m in self.baselines.items()})
+        return {k: v.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() for k, v in out.items()}
 
 
 def score(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
@@ -76,27 +94,93 @@ def score(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     return psnr, ssim
 
 
-def evaluate_set(methods: Methods, set_path: Path, params: dict) -> list[dict]:
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.rint(image * 255).astype(np.uint8)
+
+
+def landmark_nme(detector, image: np.ndarray, truth: np.ndarray) -> float:
+    """NME of the detector's 68 points on ``image`` (fitted in the box of the true points)."""
+    box = np.concatenate([truth.min(0), truth.max(0)])
+    points = detector.landmarks(to_uint8(image), box)
+    return float(np.linalg.norm(points - truth, axis=1).mean() / np.linalg.norm(truth[LEFT_EYE] - truth[RIGHT_EYE]))
+
+
+def windows(set_path: Path, params: dict, ground_truth: bool, oracle: bool = False):
+    """The evaluation windows of a set (every ``frame_stride``-th centre), in batches."""
     ev, n = params["evaluate"], params["loader"]["num_frames"]
-    ds, oracle = WindowDataset(set_path, n, pad=True), WindowDataset(set_path, n, pad=True, oracle=True)
+    ds = WindowDataset(set_path, n, pad=True, oracle=oracle, ground_truth=ground_truth)
     keep = [i for i, (_, t) in enumerate(ds.index) if t % ev["frame_stride"] == 0]
-    loaders = [torch.utils.data.DataLoader(torch.utils.data.Subset(d, keep), batch_size=ev["batch_size"])
-               for d in (ds, oracle)]
+    return ds, torch.utils.data.DataLoader(torch.utils.data.Subset(ds, keep), batch_size=ev["batch_size"])
+
+
+def sample_frames(ds: WindowDataset, stride: int) -> set:
+    """(clip, t) of the qualitative samples: the middle scored frame of the first few clips."""
+    picks = set()
+    for clip in sorted(ds.lengths)[:SAMPLES_PER_SET]:
+        scored = [t for c, t in ds.index if c == clip and t % stride == 0]
+        picks.add((clip, scored[len(scored) // 2]))
+    return picks
+
+
+def evaluate_set(methods: Methods, detector, set_path: Path, params: dict, samples: list) -> list[dict]:
+    ds, loader = windows(set_path, params, ground_truth=True)
+    _, oracle = windows(set_path, params, ground_truth=True, oracle=True)
+    picks = sample_frames(ds, params["evaluate"]["frame_stride"])
     with h5py.File(set_path, "r") as f:
         kernels = {c: f[c]["kernel"][:, 0] for c in ds.lengths}
+        truth = {c: f[c]["landmarks_gt"][:] for c in ds.lengths if "landmarks_gt" in f[c]}
     rows = []
-    for b, bo in tqdm(zip(*loaders), total=len(loaders[0]), desc=f"evaluate {set_path.stem}", unit="batch"):
+    for b, bo in tqdm(zip(loader, oracle), total=len(loader), desc=f"evaluate {set_path.stem}", unit="batch"):
         dev = methods.device
         outputs = methods(b["frames"].to(dev), b["heatmaps"].to(dev), bo["heatmaps"].to(dev))
         target = b["target"].permute(0, 2, 3, 1).numpy()
-        for name, images in outputs.items():
-            images = images.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
-            for k in range(len(images)):
+        for k in range(len(target)):
+            clip, t = b["clip"][k], int(b["t"][k])
+            for name, images in outputs.items():
                 psnr, ssim = score(images[k], target[k])
-                clip, t = b["clip"][k], int(b["t"][k])
+                nme = landmark_nme(detector, images[k], truth[clip][t]) if clip in truth else float("nan")
                 rows.append(dict(method=name, set=set_path.stem, clip=clip, t=t,
-                                 kernel=int(kernels[clip][t]), psnr=psnr, ssim=ssim))
+                                 kernel=int(kernels[clip][t]), psnr=psnr, ssim=ssim, nme=nme))
+            if (clip, t) in picks:
+                samples.append(sample(set_path.stem, clip, t, int(kernels[clip][t]), outputs, k,
+                                      target[k], {r["method"]: r["psnr"] for r in rows[-len(outputs):]}))
     return rows
+
+
+def evaluate_noref(methods: Methods, detector, set_path: Path, params: dict, samples: list) -> list[dict]:
+    ds, loader = windows(set_path, params, ground_truth=False)
+    picks = sample_frames(ds, params["evaluate"]["frame_stride"])
+    rows = []
+    for b in tqdm(loader, desc=f"evaluate {set_path.stem} (no ground truth)", unit="batch"):
+        outputs = methods(b["frames"].to(methods.device), b["heatmaps"].to(methods.device))
+        for k in range(len(b["t"])):
+            clip, t = b["clip"][k], int(b["t"][k])
+            for name, images in outputs.items():
+                rows.append(dict(method=name, set=set_path.stem, clip=clip, t=t,
+                                 blur_effect=float(blur_effect(images[k], channel_axis=-1)),
+                                 face_found=int(bool(detector.detect_faces(to_uint8(images[k]))))))
+            if (clip, t) in picks:
+                samples.append(sample(set_path.stem, clip, t, 0, outputs, k, None, {}))
+    return rows
+
+
+def sample(set_name, clip, t, kernel, outputs: dict, k: int, target, psnr: dict) -> dict:
+    names = list(outputs) + (["sharp"] if target is not None else [])
+    images = [outputs[n][k] for n in outputs] + ([target] if target is not None else [])
+    return dict(set=set_name, clip=clip, t=t, kernel=kernel, methods=names,
+                images=np.stack([to_uint8(i) for i in images]),
+                psnr=np.array([psnr.get(n, np.nan) for n in names], dtype=np.float32))
+
+
+def write_samples(samples: list) -> None:
+    with atomic_path(SAMPLES) as tmp, h5py.File(tmp, "w") as f:
+        for i, s in enumerate(samples):
+            g = f.create_group(f"samples/{i}")
+            for key in ("set", "clip", "t", "kernel"):
+                g.attrs[key] = s[key]
+            g.attrs["methods"] = json.dumps(s["methods"])
+            g.create_dataset("images", data=s["images"], compression="gzip", track_times=False)
+            g.create_dataset("psnr", data=s["psnr"], track_times=False)
 
 
 def summarise(frames: pd.DataFrame) -> dict:
@@ -109,21 +193,33 @@ def summarise(frames: pd.DataFrame) -> dict:
             if len(rows):
                 entry[f"psnr_{name}"] = round(float(rows.psnr.mean()), 3)
                 entry[f"ssim_{name}"] = round(float(rows.ssim.mean()), 4)
+        if part.nme.notna().any():
+            entry["nme"] = round(float(part.nme.mean()), 4)
         out.setdefault(set_name, {})[method] = entry
     return out
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.4f")
 
 
 def run(params: dict, clip_ids=None) -> None:
     torch.manual_seed(params["seed"])
     methods = Methods(params, pick_device(params["train"]["device"]))
-    rows = [row for set_path in test_sets() for row in evaluate_set(methods, set_path, params)]
+    lm = params["landmarks"]
+    detector = make_detector(lm["detector"], lm["upsample"], lm["device"])
+    samples: list = []
+    rows = [r for p in test_sets(True) for r in evaluate_set(methods, detector, p, params, samples)]
+    noref = [r for p in test_sets(False) for r in evaluate_noref(methods, detector, p, params, samples)]
     frames = pd.DataFrame(rows)
-    per_clip = (frames.groupby(["set", "clip", "method"])[["psnr", "ssim"]].mean().round(4)
-                .reset_index())
+    per_clip = frames.groupby(["set", "clip", "method"])[["psnr", "ssim"]].mean().round(4).reset_index()
     EVAL.mkdir(parents=True, exist_ok=True)
-    for path, table_ in ((EVAL / "frames.csv", frames), (EVAL / "per_clip.csv", per_clip)):
-        with atomic_path(path) as tmp:
-            table_.to_csv(tmp, index=False, float_format="%.4f")
+    write_csv(EVAL / "frames.csv", frames)
+    write_csv(EVAL / "per_clip.csv", per_clip)
+    write_csv(EVAL / "noref.csv", pd.DataFrame(noref, columns=["method", "set", "clip", "t", "blur_effect",
+                                                               "face_found"]))
+    write_samples(samples)
     with atomic_path(METRICS) as tmp:
         tmp.write_text(json.dumps(summarise(frames), indent=2) + "\n")
 

@@ -1,6 +1,8 @@
 """Stage ``train``: train one network of FineNet — ``predeblur`` (stage one, alone, then frozen),
 ``enhance`` / ``interp`` (independent, each on the frozen front end) or ``combine`` (branches
-frozen) — for one ablation variant, with Adam (β 0.9/0.999) and a cosine schedule.
+frozen) — for one ablation variant, or one baseline named in ``params.baselines`` (from scratch, on
+its own ``loss``; adversarial ones also train their ``critic``), with Adam (β 0.9/0.999) and a
+cosine schedule.
 
 Resumable: the full training state is checkpointed every ``train.checkpoint_every`` steps to
 ``checkpoints/<net>/<variant>/last.pt``; a killed run restarts from it. Each step's batch is a
@@ -40,6 +42,8 @@ MODELS, CHECKPOINTS, TRAIN_REPORTS = Path("models"), Path("checkpoints"), Path("
 
 
 def run_name(net: str, variant: str | None) -> str:
+    if net not in NETS:
+        return f"baselines/{net}"
     return net if net == "predeblur" else f"{net}/{variant}"
 
 
@@ -49,6 +53,11 @@ def model_path(net: str, variant: str | None = None) -> Path:
 
 def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
     """(architecture name, its constructor config) for a network and variant."""
+    if net not in NETS:
+        if net not in params["baselines"]:
+            raise FineNetError("finenet train", f"unknown network '{net}' ({', '.join(NETS)} or a "
+                                                f"baseline: {', '.join(params['baselines'])})")
+        return net, dict(params["baselines"][net])
     m = params["model"]
     if net != "predeblur":
         variants = params["variants"][net]
@@ -73,7 +82,7 @@ def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
 
 def frozen_inputs(net: str) -> list[Path]:
     """The trained networks a network is trained on top of (frozen)."""
-    if net == "predeblur":
+    if net == "predeblur" or net not in NETS:
         return []
     if net in ("enhance", "interp"):
         return [model_path("predeblur")]
@@ -123,8 +132,10 @@ class Trainee(torch.nn.Module):
         self.frozen.eval()
         return self
 
-    def forward(self, batch: dict) -> torch.Tensor:
+    def forward(self, batch: dict, critic: bool = False) -> torch.Tensor:
         frames, heat, target = batch["frames"], batch["heatmaps"], batch["target"]
+        if self.net not in NETS:      # a baseline: its own loss (or its critic's)
+            return self.model.critic_loss(batch) if critic else self.model.loss(batch)
         if self.net == "predeblur":   # single-image deblurring on every frame of the window
             return branch_loss(self.model(frames.flatten(0, 1)), batch["sharp"].flatten(0, 1))
         with torch.no_grad():
@@ -146,14 +157,23 @@ def fingerprint(params: dict, net: str, variant: str | None, arch: str, config: 
     return hashlib.sha256(blob + b"".join(hashlib.sha256(d).digest() for d in deps)).hexdigest()[:16]
 
 
+def step_on(opt, loss_fn, parameters, tp: dict, autocast) -> torch.Tensor:
+    """One optimiser step on ``loss_fn()``, gradients clipped to ``train.grad_clip``."""
+    with autocast:
+        loss = loss_fn()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(parameters), tp["grad_clip"])
+    opt.step()
+    return loss
+
+
 def cosine(step: int, total: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
 def run(params: dict, net: str, variant: str | None = None) -> dict:
-    if net not in NETS:
-        raise FineNetError("finenet train", f"unknown network '{net}' ({', '.join(NETS)})")
-    variant = None if net == "predeblur" else variant or "full"
+    variant = variant or "full" if net in NETS[1:] else None
     tp, lp = params["train"], params["loader"]
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
@@ -167,9 +187,14 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     model = build(arch, **config).to(device)
     frozen = [load_model(p, device) for p in frozen_inputs(net)]
     trainee = Trainee(net, model, frozen).to(device)
-    iterations = tp["iterations"][net]
-    opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], betas=tuple(tp["betas"]))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(s, iterations, tp["min_lr_ratio"]))
+    iterations = tp["iterations"][net if net in NETS else "baseline"]
+    critic = getattr(model, "critic", None)
+    main_params = [p for n, p in model.named_parameters() if not (critic is not None and n.startswith("critic."))]
+    opts = [torch.optim.Adam(main_params, lr=tp["lr"], betas=tuple(tp["betas"]))]
+    if critic is not None:
+        opts.append(torch.optim.Adam(critic.parameters(), lr=tp["lr"], betas=tuple(tp["betas"])))
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: cosine(s, iterations, tp["min_lr_ratio"]))
+              for o in opts]
 
     name = run_name(net, variant)
     ckpt_path = CHECKPOINTS / name / "last.pt"
@@ -178,11 +203,13 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     state = load_state(ckpt_path)
     if state is not None and state.get("fingerprint") == fp:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        for o, sc, o_state, sc_state in zip(opts, scheds, state["optimizers"], state["schedulers"]):
+            o.load_state_dict(o_state)
+            sc.load_state_dict(sc_state)
         step, history, seconds = state["step"], state["history"], state["seconds"]
 
-    ddp = torch.nn.parallel.DistributedDataParallel(trainee) if distributed else trainee
+    ddp = (torch.nn.parallel.DistributedDataParallel(trainee, find_unused_parameters=critic is not None)
+           if distributed else trainee)
     ds = WindowDataset(SETS / "train.h5", lp["num_frames"], lp["patch_size"], lp["flip"])
     loader = torch.utils.data.DataLoader(
         ds, batch_sampler=StepBatches(len(ds), tp["batch_size"], params["seed"], step, iterations, rank, world),
@@ -193,25 +220,24 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     bar = tqdm(total=iterations, initial=step, desc=f"train {name}", unit="step", disable=rank != 0)
     for batch in loader:
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with autocast:
-            loss = ddp(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clip"])
-        opt.step()
-        sched.step()
+        torch.manual_seed(params["seed"] * 1_000_003 + step)   # dropout, GAN noise: from (seed, step)
+        if critic is not None:             # one critic step before each generator step
+            step_on(opts[1], lambda: ddp(batch, critic=True), critic.parameters(), tp, autocast)
+        loss = step_on(opts[0], lambda: ddp(batch), main_params, tp, autocast)
+        for sc in scheds:
+            sc.step()
         step += 1
         value = loss.detach().float()
         if distributed:
             dist.all_reduce(value)
             value /= world
-        history.append([step, float(value), float(sched.get_last_lr()[0])])
+        history.append([step, float(value), float(scheds[0].get_last_lr()[0])])
         bar.update(1)
         bar.set_postfix(loss=f"{float(value):.4f}")
         if rank == 0 and (step % tp["checkpoint_every"] == 0 or step == iterations):
             save_state(ckpt_path, fingerprint=fp, step=step, history=history,
                        seconds=time.perf_counter() - start, model=model.state_dict(),
-                       optimizer=opt.state_dict(), scheduler=sched.state_dict())
+                       optimizers=[o.state_dict() for o in opts], schedulers=[sc.state_dict() for sc in scheds])
     bar.close()
     result = {}
     if rank == 0:

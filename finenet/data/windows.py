@@ -5,6 +5,7 @@ heatmap stride), ``target`` (3,P,P) the sharp centre frame, ``sharp`` (N,3,P,P) 
 (for the two-stage pre-deblur), and the clip id and centre index. Training mode takes random
 P x P crops aligned to the heatmap grid and random horizontal flips (heatmap channels mirrored
 with the iBUG-68 permutation). ``oracle=True`` serves heatmaps from the sharp frames instead.
+``ground_truth=False`` serves the clips without ground truth (real blur): no ``sharp``/``target``.
 
 Windows whose centre is within N//2 of a clip end are skipped in training; in evaluation
 (``pad=True``) every frame is a centre and the window indices are clamped at the ends.
@@ -26,21 +27,22 @@ from ..face.heatmap import FLIP_68
 
 class WindowDataset(Dataset):
     def __init__(self, set_file, num_frames: int = 5, patch_size: int | None = None,
-                 flip: bool = False, oracle: bool = False, pad: bool = False):
+                 flip: bool = False, oracle: bool = False, pad: bool = False, ground_truth: bool = True):
         self.path = Path(set_file)
         if not self.path.is_file():
             raise FineNetError(self.path, "packed set not found: run the pipeline (dvc repro)")
         if num_frames % 2 == 0:
             raise FineNetError("loader.num_frames", f"must be odd, got {num_frames}")
         self.num_frames, self.patch_size, self.flip, self.oracle = num_frames, patch_size, flip, oracle
+        self.ground_truth = ground_truth
         half = num_frames // 2
         self.index: list[tuple[str, int]] = []
         self.lengths: dict[str, int] = {}
         with h5py.File(self.path, "r") as f:
             for clip in sorted(f.keys()):
                 g = f[clip]
-                if "sharp" not in g or (oracle and "heatmaps_sharp" not in g):
-                    continue  # real-blur clips have no target to train or score against
+                if ("sharp" in g) != ground_truth or (oracle and "heatmaps_sharp" not in g):
+                    continue  # real-blur clips have no target; ground_truth=False serves only them
                 n = len(g["blurry"])
                 self.lengths[clip] = n
                 centres = range(n) if pad else range(half, n - half)
@@ -48,7 +50,8 @@ class WindowDataset(Dataset):
                 self.crop = g["blurry"].shape[1]
                 self.stride = self.crop // g["heatmaps"].shape[-1]
         if not self.index:
-            raise FineNetError(self.path, f"no {num_frames}-frame windows with ground truth in this set")
+            kind = "with" if ground_truth else "without"
+            raise FineNetError(self.path, f"no {num_frames}-frame windows {kind} ground truth in this set")
         if patch_size and (patch_size > self.crop or patch_size % self.stride):
             raise FineNetError("loader.patch_size", f"{patch_size} must be <= {self.crop} and a "
                                                     f"multiple of the heatmap stride {self.stride}")
@@ -74,7 +77,7 @@ class WindowDataset(Dataset):
         ids = np.clip(np.arange(t - half, t + half + 1), 0, n - 1)
         uniq, inverse = np.unique(ids, return_inverse=True)       # h5py wants increasing indices
         frames = g["blurry"][uniq][inverse]
-        sharp = g["sharp"][uniq][inverse]
+        sharp = g["sharp"][uniq][inverse] if self.ground_truth else frames[:0]
         heat = g["heatmaps_sharp" if self.oracle else "heatmaps"][uniq][inverse]
         if self.patch_size:
             p, s = self.patch_size, self.stride
@@ -86,7 +89,9 @@ class WindowDataset(Dataset):
             frames, sharp = frames[:, :, ::-1], sharp[:, :, ::-1]
             heat = heat[:, FLIP_68, :, ::-1]
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-        sharp_t = to_t(sharp)
-        return {"frames": to_t(frames), "sharp": sharp_t, "target": sharp_t[half],
-                "heatmaps": torch.from_numpy(np.ascontiguousarray(heat)).float() / 255,
+        item = {"frames": to_t(frames), "heatmaps": torch.from_numpy(np.ascontiguousarray(heat)).float() / 255,
                 "clip": clip, "t": t}
+        if self.ground_truth:
+            item["sharp"] = to_t(sharp)
+            item["target"] = item["sharp"][half]
+        return item

@@ -1,12 +1,13 @@
 # Training: stage one alone, then the two branches (independent: they run in parallel), then the
 # combiner on the frozen "full" branches. One rule per network; the ablation variant is a wildcard.
+# Each baseline (params.yaml: baselines) is trained from scratch by one rule, its name a wildcard.
 TRAIN_DATA = ["data/sets", expand("data/h5/{clip}.h5", clip=CLIPS)]
 GPU = 1 if PARAMS["train"]["device"] in ("auto", "cuda") else 0
 
 
 def train_outputs(net):
-    tag = net if net == "predeblur" else f"{net}_{{variant}}"
-    run = net if net == "predeblur" else f"{net}/{{variant}}"
+    tag = {"predeblur": net, "baselines": "baselines_{name}"}.get(net, f"{net}_{{variant}}")
+    run = {"predeblur": net, "baselines": "baselines/{name}"}.get(net, f"{net}/{{variant}}")
     summary = report(f"reports/train/{tag}.json", caption="../report/train.rst", category="Training")
     return [f"models/{run}/model.pt", summary, f"reports/train/{tag}.csv"]
 
@@ -72,3 +73,18 @@ rule train_combine:
         gpu=GPU,
     shell:
         FINENET.format(stage="train combine") + " --variant {wildcards.variant} 2> {log}"
+
+
+rule train_baseline:
+    input:
+        TRAIN_DATA,
+    output:
+        train_outputs("baselines"),
+    wildcard_constraints:
+        name="|".join(PARAMS["baselines"]),
+    log:
+        "logs/train/baselines_{name}.log",
+    resources:
+        gpu=GPU,
+    shell:
+        FINENET.format(stage="train {wildcards.name}") + " 2> {log}"

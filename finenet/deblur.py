@@ -1,0 +1,473 @@
+"""Deblur the face in a real video with the trained FineNet (``finenet deblur in.mp4 -o out.mp4``).
+
+The video is streamed: frames are decoded one at a time, a bounded buffer holds what the temporal
+steps need (at most MAX_GAP=5 + the smoothing look-ahead + 5 frames, whatever the video's length),
+and the result is encoded as it goes (H.264 yuv420p, same frame rate and frame count, the audio
+copied over; see ``finenet.video_io``). Each frame goes through the pipeline's own steps:
+
+1. Face detection on the full frame (dlib, ``data.detect_upsample``, as the ``sample`` stage does;
+   frames whose longer side exceeds 640 pixels are searched shrunk to 640). One face is
+   deblurred: the LARGEST one where a track starts, then the one nearest the previous box.
+2. Missed detections: a run of at most MAX_GAP=5 frames without a face is bridged by interpolating
+   the boxes on either side (or carrying the nearest one at the ends of the video); longer runs
+   end the face track and their frames pass through unchanged.
+3. The box becomes a square window (``data.crop_margin`` x its side) smoothed over time with a
+   Gaussian of ``data.box_smoothing`` frames, truncated at +-ceil(3 sigma) frames: that is the
+   look-ahead (the ``sample`` stage smooths the whole track at once; this matches it to within the
+   0.3 % of weight beyond 3 sigma). A track's ends are padded with its end values.
+4. The crop (``finenet.face.crop.crop_frame``, ``data.crop_size``) gets 68 landmarks
+   (``landmarks.detector``) rendered to heatmaps (``landmarks.heatmap_size``, ``landmarks.sigma``)
+   exactly as the ``heatmaps`` stage does.
+5. FineNet on the crops of frames t-2..t+2, indices clamped to the face track's ends.
+6. Paste back: the correction FineNet makes to the crop (output - input crop) is mapped into the
+   frame by the inverse of the crop transform (bilinear; anti-aliased when the crop is finer than
+   the frame) and added under a feathered mask (1 in the middle, a smoothstep to 0 over the outer
+   15 % (FEATHER) of the crop side). Pixels outside the crop are untouched, and a face larger than the
+   crop keeps the frame's own detail where FineNet changes nothing.
+
+Bad input is one ``FineNetError``; the output is written to a temporary file next to it and
+renamed only when complete, so a failed run leaves no output behind.
+
+On a CPU shared with other work, OMP_NUM_THREADS=1 can be several times faster than torch's
+default thread count (the per-frame tensors are small).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from tqdm import tqdm
+
+from .atomic import atomic_path
+from .checkpoint import load_model
+from .errors import FineNetError
+from .face.crop import crop_frame, crop_matrix, nearest_box
+from .face.detectors import DlibDetector, make_detector
+from .face.heatmap import render_heatmaps
+from .models.finenet import FineNet
+from .params import DEFAULT_PARAMS
+from .train import net_config, run_name
+from .video_io import CONTAINERS, VideoSink, VideoSource, even_size, output_format
+
+MAX_GAP = 5             # longest run of frames without a detected face that is bridged
+TRUNCATE = 3.0          # box smoothing window: +-ceil(TRUNCATE x sigma) frames (the look-ahead)
+FEATHER = 0.15          # blend ramp width, as a fraction of the crop side
+DETECT_MAX_SIDE = 640   # faces are searched on frames shrunk to this longer side at most
+NUM_FRAMES = 5
+NETS = (("predeblur", None), ("enhance", "full"), ("interp", "full"), ("combine", "late"))
+
+HELP = "deblur the (largest / tracked) face in a video with the trained FineNet"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p) -> None:
+    p.add_argument("input", help="input video (any length and resolution)")
+    p.add_argument("-o", "--output", required=True,
+                   help=f"output video ({', '.join(CONTAINERS)}); written atomically")
+    p.add_argument("--checkpoint", default="models",
+                   help="the pipeline's models folder: predeblur/, enhance/full/, interp/full/, "
+                        "combine/late/ (default: models)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when available (default)")
+    p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default: params.yaml)")
+    p.add_argument("--profile", default=None, help="override params.yaml's profile (e.g. paper)")
+
+
+@dataclass(eq=False)
+class Frame:
+    """One frame on its way through the stages."""
+
+    index: int
+    image: np.ndarray                   # (H,W,3) uint8 RGB, as decoded
+    box: np.ndarray | None = None       # detected face (x0, y0, x1, y1)
+    track: np.ndarray | None = None     # box after bridging gaps; None: the frame passes through
+    segment: int = -1                   # which face track the frame belongs to
+    value: np.ndarray | None = None     # (cx, cy, log side) before smoothing
+    window: np.ndarray | None = None    # smoothed crop window (cx, cy, side)
+    crop: torch.Tensor | None = None    # (3,S,S) in [0,1]
+    heat: torch.Tensor | None = None    # (68,h,h) in [0,1]
+
+
+class BufferStats:
+    """How many frames each stage holds, the peak of each and of their sum (the streaming bound)."""
+
+    def __init__(self):
+        self.now: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.peak_total = 0
+        self.detected = self.deblurred = self.passed = 0
+
+    def hold(self, stage: str, n: int) -> None:
+        self.now[stage] = n
+        self.peak[stage] = max(self.peak.get(stage, 0), n)
+        self.peak_total = max(self.peak_total, sum(self.now.values()))
+
+
+# ------------------------------------------------------------------------------------- stages
+
+def detect(images, detector, scale: float, stats: BufferStats):
+    """Frames with their face box: the largest at a track's start, then the nearest to the last."""
+    from PIL import Image
+
+    previous, missed = None, 0
+    for i, image in enumerate(images):
+        small = image
+        if scale < 1:
+            h, w = image.shape[:2]
+            small = np.asarray(Image.fromarray(image).resize(
+                (round(w * scale), round(h * scale)), Image.BILINEAR, reducing_gap=2.0))
+        found = [b / scale for b in detector.detect_faces(small)]
+        frame = Frame(i, image)
+        if found:
+            frame.box = previous = nearest_box(found, previous if missed <= MAX_GAP else None)
+            missed = 0
+            stats.detected += 1
+        else:
+            missed += 1
+        yield frame
+
+
+def bridge_gaps(frames, max_gap: int, stats: BufferStats):
+    """Fill runs of at most ``max_gap`` frames without a box; longer runs pass through."""
+    last, pending, in_long_gap, segment = None, [], False, 0
+    for f in frames:
+        if f.box is None:
+            if in_long_gap:
+                yield f
+                continue
+            pending.append(f)
+            stats.hold("gaps", len(pending))
+            if len(pending) > max_gap:                 # too long: these frames keep their pixels
+                yield from pending
+                pending, in_long_gap, last = [], True, None
+                stats.hold("gaps", 0)
+            continue
+        if in_long_gap:
+            segment, in_long_gap = segment + 1, False
+        for g in pending:
+            if last is None:
+                g.track = f.box
+            else:
+                w = (g.index - last.index) / (f.index - last.index)
+                g.track = (1 - w) * last.box + w * f.box
+            g.segment = segment
+        yield from pending
+        pending = []
+        stats.hold("gaps", 0)
+        f.track, f.segment, last = f.box, segment, f
+        yield f
+    for g in pending:                                  # the video ends within a short gap
+        if last is not None:
+            g.track, g.segment = last.box, segment
+        yield g
+
+
+def smooth_windows(frames, sigma: float, margin: float, stats: BufferStats):
+    """Square crop windows smoothed over time like ``finenet.face.crop.smooth_boxes``, streamed:
+    a frame leaves once the next ``radius`` frames of its track are known."""
+    radius = math.ceil(TRUNCATE * sigma) if sigma > 0 else 0
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2) if sigma > 0 else np.ones(1)
+    weights = (weights / weights.sum())[:, None]
+    past: deque = deque(maxlen=max(radius, 1))        # values of frames already out, same track
+    ahead: deque = deque()                            # frames waiting for their look-ahead
+    segment = None
+
+    def release() -> Frame:
+        f = ahead.popleft()
+        before = list(past)[-radius:] if radius else []
+        after = [g.value for g in list(ahead)[:radius]]
+        before = [before[0] if before else f.value] * (radius - len(before)) + before
+        after = after + [after[-1] if after else f.value] * (radius - len(after))
+        cx, cy, log_side = (weights * np.stack([*before, f.value, *after])).sum(0)
+        f.window = np.array([cx, cy, math.exp(log_side)], dtype=np.float32)
+        past.append(f.value)
+        stats.hold("smooth", len(ahead))
+        return f
+
+    for f in frames:
+        if f.track is None or f.segment != segment:    # the track ends: no more look-ahead
+            while ahead:
+                yield release()
+            past.clear()
+            segment = f.segment
+        if f.track is None:
+            stats.passed += 1
+            yield f
+            continue
+        x0, y0, x1, y1 = f.track
+        side = max(x1 - x0, y1 - y0) * margin
+        f.value = np.array([(x0 + x1) / 2, (y0 + y1) / 2, math.log(max(side, 1.0))], np.float64)
+        ahead.append(f)
+        stats.hold("smooth", len(ahead))
+        if len(ahead) > radius:
+            yield release()
+    while ahead:
+        yield release()
+
+
+def crop_faces(frames, detector, size: int, margin: float, heatmap_size: int, sigma: float):
+    """The face crop and its 68 landmark heatmaps, as the ``sample`` and ``heatmaps`` stages make
+    them (landmarks fitted in the face found on the crop nearest its centre, else in the last one
+    found on this track, else in the crop's own face window)."""
+    half = size / margin / 2
+    prior = np.array([size / 2 - half, size / 2 - half, size / 2 + half, size / 2 + half], np.float32)
+    carried, segment = None, None
+    for f in frames:
+        if f.window is not None:
+            if f.segment != segment:
+                carried, segment = None, f.segment
+            crop = crop_near(f.image, f.window, size)
+            found = detector.detect_faces(crop)
+            if found:
+                carried = min(found, key=lambda b: np.linalg.norm((b[:2] + b[2:]) / 2 - size / 2))
+            points = detector.landmarks(crop, carried if carried is not None else prior)
+            heat = render_heatmaps(points[None], size, heatmap_size, sigma)[0]
+            f.crop = torch.from_numpy(crop).permute(2, 0, 1).float() / 255
+            f.heat = torch.from_numpy(heat).float() / 255
+        yield f
+
+
+def crop_near(image: np.ndarray, window: np.ndarray, size: int) -> np.ndarray:
+    """``crop_frame`` on the part of the frame the crop reads (its footprint plus the reach of the
+    anti-aliasing filter): the same crop (up to rounding, at most one level), without filtering a
+    whole HD frame for a small crop."""
+    m = crop_matrix(window, size)
+    s, h, w = m[0, 0], *image.shape[:2]
+    reach = math.ceil(4 * max(s - 1, 0) / 2) + 2 if s > 1.5 else 2
+    x0 = max(0, math.floor(m[0, 2]) - reach)
+    x1 = min(w, math.ceil(m[0, 2] + (size - 1) * s) + reach + 1)
+    y0 = max(0, math.floor(m[1, 2]) - reach)
+    y1 = min(h, math.ceil(m[1, 2] + (size - 1) * s) + reach + 1)
+    if x0 >= x1 or y0 >= y1:                      # entirely outside the frame: the pipeline's way
+        return crop_frame(image, window, size)
+    shifted = np.array([window[0] - x0, window[1] - y0, window[2]], dtype=np.float64)
+    return crop_frame(image[y0:y1, x0:x1], shifted, size)
+
+
+def five_frame_windows(frames, stats: BufferStats, n: int = NUM_FRAMES):
+    """(frame, its n-frame window) in order; window indices clamped to the face track's ends;
+    (frame, None) for frames that pass through."""
+    half = n // 2
+    buf: deque = deque()          # this track's frames from (next centre - half) on
+    start = centre = 0            # the track's first frame index; the next centre to emit
+
+    def emit(final: bool):
+        nonlocal centre
+        while buf and centre <= buf[-1].index and (final or centre + half <= buf[-1].index):
+            by_index = {g.index: g for g in buf}
+            ids = np.clip(np.arange(centre - half, centre + half + 1), start, buf[-1].index)
+            yield by_index[centre], [by_index[int(i)] for i in ids]
+            centre += 1
+            while buf and buf[0].index < centre - half:
+                buf.popleft()
+
+    for f in frames:
+        if buf and (f.crop is None or f.segment != buf[-1].segment):
+            yield from emit(final=True)
+            buf.clear()
+        if f.crop is None:
+            yield f, None
+            continue
+        if not buf:
+            start = centre = f.index
+        buf.append(f)
+        stats.hold("window", len(buf))
+        yield from emit(final=False)
+    yield from emit(final=True)
+
+
+def smoothstep(t: np.ndarray) -> np.ndarray:
+    return t * t * (3 - 2 * t)
+
+
+def paste(image: np.ndarray, residual: np.ndarray, window: np.ndarray, size: int,
+          feather: float = FEATHER) -> np.ndarray:
+    """``image`` plus the crop-space ``residual`` (S,S,3, in 0..255 units) mapped back through the
+    inverse crop transform, under a feathered mask; pixels outside the crop are not touched."""
+    m = crop_matrix(window, size)
+    s, ox, oy = m[0, 0], m[0, 2], m[1, 2]
+    h, w = image.shape[:2]
+    x0, x1 = max(0, math.floor(ox - 0.5 * s)), min(w, math.ceil(ox + (size - 0.5) * s) + 1)
+    y0, y1 = max(0, math.floor(oy - 0.5 * s)), min(h, math.ceil(oy + (size - 0.5) * s) + 1)
+    if x0 >= x1 or y0 >= y1:
+        return image
+    u = (np.arange(x0, x1) - ox) / s              # crop coordinates of the frame pixels
+    v = (np.arange(y0, y1) - oy) / s
+    def ramp(c):                                  # 0 at the crop's edge, 1 past the feather band
+        return smoothstep(np.clip(np.minimum(c + 0.5, size - 0.5 - c) / (feather * size), 0, 1))
+
+    mask = (ramp(v)[:, None] * ramp(u)[None, :])[..., None]
+    if s < 1 / 1.5:                               # crop finer than the frame: anti-alias first
+        sd = (1 / s - 1) / 2
+        residual = ndimage.gaussian_filter(residual, sigma=(sd, sd, 0))
+    vv, uu = np.meshgrid(v, u, indexing="ij")
+    moved = np.stack([ndimage.map_coordinates(residual[..., c], [vv, uu], order=1, mode="nearest")
+                      for c in range(3)], axis=-1)
+    out = image.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32) + mask * moved
+    out[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
+    return out
+
+
+@torch.inference_mode()
+def restore(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
+            checkpoint):
+    """Full output frames: FineNet's correction pasted in, or the frame as decoded."""
+    c = NUM_FRAMES // 2
+    for f, win in windows:
+        if win is None:
+            yield f.image
+            continue
+        frames = torch.stack([g.crop for g in win])[None].to(device)
+        heat = torch.stack([g.heat for g in win])[None].to(device)
+        try:
+            out = model(frames, heat)["output"][0].float().clamp(0, 1)
+        except RuntimeError as exc:
+            raise FineNetError(checkpoint, f"the models fail on a {size}x{size} crop "
+                                           f"({str(exc).splitlines()[0][:120]})") from None
+        residual = ((out - frames[0, c]) * 255).permute(1, 2, 0).cpu().numpy()
+        stats.deblurred += 1
+        yield paste(f.image, residual, f.window, size)
+
+
+# --------------------------------------------------------------------------------- set-up
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FineNetError("--device", "CUDA requested but no GPU is available")
+    if name not in ("cpu", "cuda"):
+        raise FineNetError("--device", f"unknown device '{name}' (auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def check_model(path: Path, arch: str, config: dict, profile: str) -> None:
+    """The checkpoint holds ``arch`` with exactly the configuration the parameters give."""
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        got_arch, got = blob["arch"], dict(blob["config"])
+    except Exception as exc:                    # any unreadable file: one line, no traceback
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise FineNetError(path, f"not a loadable FineNet model ({line})") from None
+    if got_arch != arch:
+        raise FineNetError(path, f"holds a '{got_arch}' network where '{arch}' is expected")
+    for key in sorted(set(config) | set(got)):
+        if config.get(key) != got.get(key):
+            raise FineNetError(path, f"does not match the parameters: trained with {key}={got.get(key)!r}, "
+                                     f"profile '{profile}' gives {key}={config.get(key)!r} (pass the "
+                                     f"--params / --profile it was trained with)")
+
+
+def load_finenet(checkpoint, params: dict, device: torch.device) -> FineNet:
+    """FineNet assembled from the pipeline's models folder, checked against the parameters."""
+    root = Path(checkpoint)
+    if not root.is_dir():
+        raise FineNetError(root, "checkpoint folder not found (the pipeline's models/ folder, "
+                                 "made by dvc repro)")
+    nets = {}
+    for net, variant in NETS:
+        path = root / run_name(net, variant) / "model.pt"
+        if not path.is_file():
+            raise FineNetError(path, "model file not found: the checkpoint folder needs predeblur/, "
+                                     "enhance/full/, interp/full/ and combine/late/ model.pt")
+        arch, config = net_config(params, net, variant)
+        check_model(path, arch, config, params["profile"])
+        nets[net] = load_model(path, device)
+    return FineNet(nets["predeblur"], nets["enhance"], nets["interp"], nets["combine"]).eval()
+
+
+def make_detectors(params: dict):
+    """(face detector for whole frames, landmark detector for crops), as the pipeline uses them."""
+    face = DlibDetector(upsample=params["data"]["detect_upsample"])
+    lm = params["landmarks"]
+    if lm["detector"] == "dlib":               # same models: share them, only the upsampling differs
+        marks = copy.copy(face)
+        marks.upsample = lm["upsample"]
+        return face, marks
+    return face, make_detector(lm["detector"], lm["upsample"], lm["device"])
+
+
+def check_output(path: Path) -> str:
+    """The output's container format; an error now if its folder cannot be written."""
+    fmt = output_format(path)
+    if path.is_dir():
+        raise FineNetError(path, "is a folder: give the output video's file name")
+    folder = path.absolute().parent
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise FineNetError(folder, f"output folder cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FineNetError(folder, "output folder is not writable")
+    return fmt
+
+
+# ------------------------------------------------------------------------------------ run
+
+def run(params: dict, source, output, checkpoint="models", device: str = "auto",
+        progress: bool = True, stats: BufferStats | None = None) -> dict:
+    """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks)."""
+    source, output = Path(source), Path(output)
+    d, lm = params["data"], params["landmarks"]
+    size = d["crop_size"]
+    dev = pick_device(device)
+    fmt = check_output(output)
+    video = VideoSource(source)
+    stats = stats or BufferStats()
+    note = lambda msg: tqdm.write(msg, file=sys.stderr)  # noqa: E731
+    try:
+        model = load_finenet(checkpoint, params, dev)
+        face_detector, landmark_detector = make_detectors(params)
+        scale = min(1.0, DETECT_MAX_SIDE / max(video.width, video.height))
+        out_size = even_size(video.width, video.height)
+        if out_size != (video.width, video.height):
+            note(f"finenet: note: {source}: {video.width}x{video.height} padded to "
+                 f"{out_size[0]}x{out_size[1]} (yuv420p needs even sides; last column/row repeated)")
+        frames = detect(video, face_detector, scale, stats)
+        frames = bridge_gaps(frames, MAX_GAP, stats)
+        frames = smooth_windows(frames, d["box_smoothing"], d["crop_margin"], stats)
+        frames = crop_faces(frames, landmark_detector, size, d["crop_margin"], lm["heatmap_size"],
+                            lm["sigma"])
+        images = restore(five_frame_windows(frames, stats), model, dev, size, stats, checkpoint)
+        start = time.perf_counter()
+        try:
+            with atomic_path(output) as tmp:
+                sink = VideoSink(tmp, video.width, video.height, video.fps, fmt,
+                                 audio_from=source if video.has_audio else None, notify=note)
+                try:
+                    with tqdm(total=video.frames_hint or None, desc=f"deblur {source.name}",
+                              unit="frame", disable=not progress, leave=False) as bar:
+                        for image in images:
+                            sink.write(image)
+                            bar.update(1)
+                    if stats.detected == 0:
+                        raise FineNetError(source, f"no face detected in any of the {video.count} frames")
+                except BaseException:
+                    sink.abort()
+                    raise
+                sink.close()
+        except OSError as exc:
+            raise FineNetError(output.absolute().parent,
+                               f"cannot write the output here ({exc.strerror or exc})") from None
+        seconds = time.perf_counter() - start
+    finally:
+        video.close()
+    return {"input": str(source), "output": str(output), "frames": video.count,
+            "fps": float(video.fps), "size": [video.width, video.height], "output_size": list(out_size),
+            "faces_detected": stats.detected, "deblurred": stats.deblurred,
+            "passed_through": stats.passed, "audio": sink.audio_mode, "device": dev.type,
+            "seconds": round(seconds, 3), "frames_per_s": round(video.count / max(seconds, 1e-9), 3),
+            "buffer_peak": dict(stats.peak), "buffer_peak_total": stats.peak_total}

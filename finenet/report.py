@@ -1,0 +1,280 @@
+"""Stage ``report``: the paper's Tables 1–3 and Fig. 10, per-clip / landmark / no-reference tables,
+PSNR against blur severity and qualitative grids, all computed from the evaluate stage's outputs.
+
+Reads ``reports/eval/{frames.csv,noref.csv,samples.h5}``; writes ``reports/tables/`` (Markdown +
+CSV), ``reports/figures/`` (PNG), ``reports/pies.json`` (Fig. 10's win rates, a DVC metric),
+``reports/eval/severity.csv`` and the index ``reports/report.md``. The only numbers not computed
+here are the paper's own (``finenet/paper_results.yaml``), printed in columns labelled "paper".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import figures, tables
+from .atomic import atomic_dir, atomic_path
+from .errors import FineNetError
+
+EVAL = Path("reports/eval")
+FRAMES, NOREF, SAMPLES = EVAL / "frames.csv", EVAL / "noref.csv", EVAL / "samples.h5"
+TABLES = Path("reports/tables")
+FIGURES = Path("reports/figures")
+QUALITATIVE = FIGURES / "qualitative"
+PIES_JSON = Path("reports/pies.json")
+SEVERITY_CSV = EVAL / "severity.csv"
+INDEX = Path("reports/report.md")
+
+FRAME_COLUMNS = {"method": str, "set": str, "clip": str, "t": int, "kernel": int, "psnr": float,
+                 "ssim": float, "nme": float}
+NOREF_COLUMNS = {"method": str, "set": str, "clip": str, "t": int, "blur_effect": float, "face_found": int}
+OPTIONAL = {"nme"}
+NAN_TOKENS = {"", "nan", "NaN", "NAN", "NA", "N/A", "null", "None"}
+
+
+def outputs() -> list[Path]:
+    """Every path the stage writes (``QUALITATIVE`` is a directory: one PNG per set with samples)."""
+    tabs = [TABLES / f"{name}.{ext}" for name in ("table1", "table2", "table3", "nme", "noref")
+            for ext in ("md", "csv")]
+    return [*tabs, TABLES / "per_clip.md", FIGURES / "fig10_pies.png", PIES_JSON,
+            FIGURES / "psnr_vs_severity.png", SEVERITY_CSV, QUALITATIVE, INDEX]
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+def read_table(path: Path, columns: dict) -> pd.DataFrame:
+    """A CSV of the evaluate stage, checked: required columns present, numbers numeric, ids and
+    frame indices never empty, no (method, set, clip, t) twice."""
+    if not path.is_file():
+        raise FineNetError(path, "not found; run the evaluate stage first")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise FineNetError(path, "empty file (no header); run the evaluate stage first") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise FineNetError(path, f"not a readable CSV ({str(exc).splitlines()[0]})") from None
+    absent = [c for c in columns if c not in raw.columns and c not in OPTIONAL]
+    if absent:
+        raise FineNetError(path, f"missing column{'s' * (len(absent) > 1)} {', '.join(absent)} "
+                                 f"(expected {','.join(columns)})")
+    out = pd.DataFrame(index=raw.index)
+    for col, kind in columns.items():
+        if col not in raw.columns:
+            out[col] = np.nan
+            continue
+        values = raw[col].str.strip()
+        if kind is str:
+            if (values == "").any():
+                raise FineNetError(path, f"column '{col}' is empty on line {_line(values == '')}")
+            out[col] = values
+            continue
+        nan = values.isin(NAN_TOKENS)
+        number = pd.to_numeric(values.where(~nan), errors="coerce")
+        bad = number.isna() & ~nan
+        if bad.any():
+            raise FineNetError(path, f"column '{col}' has a non-numeric value '{values[bad].iloc[0]}' "
+                                     f"on line {_line(bad)}")
+        if kind is int:
+            wrong = nan | (number != np.round(number))
+            if col == "kernel":
+                wrong |= number < 1
+            if col == "face_found":
+                wrong |= ~number.isin([0, 1])
+            if wrong.any():
+                need = {"kernel": "an integer >= 1", "face_found": "0 or 1"}.get(col, "an integer")
+                raise FineNetError(path, f"column '{col}' must be {need}, not '{values[wrong].iloc[0]}' "
+                                         f"(line {_line(wrong)})")
+            number = number.astype(int)
+        out[col] = number
+    twice = out.duplicated(["method", "set", "clip", "t"])
+    if twice.any():
+        r = out[twice].iloc[0]
+        raise FineNetError(path, f"method {r.method}, set {r.set}, clip {r.clip}, frame {r.t} appears twice "
+                                 f"(line {_line(twice)})")
+    return out
+
+
+def _line(mask: pd.Series) -> int:
+    """The file's line number of the first True row (line 1 is the header)."""
+    return int(np.flatnonzero(mask.to_numpy())[0]) + 2
+
+
+def read_samples(path: Path) -> list[dict]:
+    """The qualitative samples: ``samples/<k>`` groups, in order of k."""
+    import h5py
+
+    if not path.is_file():
+        raise FineNetError(path, "not found; run the evaluate stage first")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise FineNetError(path, "not a readable HDF5 file") from None
+    out = []
+    with f:
+        if "samples" not in f:
+            return out
+        group = f["samples"]
+        keys = sorted(group, key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+        for k in keys:
+            where = f"{path}:/samples/{k}"
+            g = group[k]
+            absent = [a for a in ("set", "clip", "t", "kernel", "methods") if a not in g.attrs]
+            if absent or "images" not in g:
+                raise FineNetError(where, f"missing {', '.join(absent + ['images'] * ('images' not in g))}")
+            try:
+                methods = json.loads(_text(g.attrs["methods"]))
+            except (ValueError, TypeError):
+                methods = None
+            if not isinstance(methods, list) or not all(isinstance(m, str) for m in methods):
+                raise FineNetError(where, "attribute 'methods' must be a JSON list of method names")
+            images = g["images"]
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3 \
+                    or images.shape[0] != len(methods):
+                raise FineNetError(where, f"'images' must be uint8 ({len(methods)}, H, W, 3), one per method; "
+                                          f"found {images.dtype} {images.shape}")
+            psnr = None
+            if "psnr" in g:
+                psnr = np.asarray(g["psnr"][()], dtype=float).reshape(-1)
+                if psnr.shape != (len(methods),):
+                    raise FineNetError(where, f"'psnr' must have {len(methods)} values, found {psnr.shape[0]}")
+            out.append(dict(set=_text(g.attrs["set"]), clip=_text(g.attrs["clip"]), t=int(g.attrs["t"]),
+                            kernel=int(g.attrs["kernel"]), methods=methods, images=images[()], psnr=psnr))
+    return out
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# --- outputs -----------------------------------------------------------------------------------
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_csv(path: Path, df: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def index(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, rates: dict,
+          qualitative: list[str], paper: dict) -> str:
+    m = tables.means(frames)
+    rows = []
+    for s in tables.order_sets(set(frames.set)):
+        get = lambda method, col: tables.lookup(m, s, method, col)  # noqa: E731
+        gain = get("finenet/late", "psnr") - get("blurry", "psnr")
+        gain_b = get("finenet/late", "psnr_blurred") - get("blurry", "psnr_blurred")
+        ds = paper["datasets"].get(s)
+        paper_cell = tables.pair(*tables.paper_entry(paper["table1"].get(ds, {}), "finenet/late")) if ds else tables.DASH
+        rows.append([f"`{s}`", tables.pair(get("blurry", "psnr"), get("blurry", "ssim")),
+                     tables.pair(get("finenet/late", "psnr"), get("finenet/late", "ssim")),
+                     "—" if tables.missing(gain) else f"{gain:+.2f} dB",
+                     "—" if tables.missing(gain_b) else f"{gain_b:+.2f} dB", paper_cell])
+    headline = tables.markdown(["Set", "Blurry input", "FineNet", "gain, all frames", "gain, k>1",
+                                "**paper** FineNet"], rows)
+    comb = []
+    for s, entry in rates.items():
+        beats = [f"than {key[-3:].capitalize()} on {100 * entry[key]['comb']:.1f}%"
+                 for key in ("comb_vs_enh", "comb_vs_int") if key in entry]
+        if beats:
+            comb.append(f"`{s}`: FineNet has the higher PSNR {' and '.join(beats)} of the frames")
+    quals = "\n\n".join(f"![qualitative samples, {name}](figures/qualitative/{name}.png)\n\n"
+                        f"*Qualitative samples of `{name}`: one row per sample, blurry input | each method | "
+                        "ground truth, PSNR under each tile (none on sets without ground truth); cf. "
+                        "paper Figs. 8, 9, 11.*" for name in qualitative) or "No qualitative samples stored."
+    stride = params.get("evaluate", {}).get("frame_stride")
+    return f"""# FineNet report
+
+Profile `{params.get('profile', '?')}`; scored frames: every k-th frame of each test clip, k =
+`evaluate.frame_stride` = {stride}.
+All numbers are computed from `reports/eval/` by the `report` stage, except those in columns labelled
+**paper** (transcribed from the paper into `finenet/paper_results.yaml`).
+
+## Headline
+
+PSNR (dB) / SSIM of FineNet (`finenet/late`) against its blurry input.
+
+{headline}
+## Tables
+
+- [Table 1](tables/table1.md) ([csv](tables/table1.csv)): every method on every test set, all frames
+  and blurred frames only, with the paper's Table 1 alongside.
+- [Table 2](tables/table2.md) ([csv](tables/table2.csv)): FOC module × landmark heatmaps ablation in
+  both branches, with the paper's Table 2.
+- [Table 3](tables/table3.md) ([csv](tables/table3.csv)): enhancement, interpolation, early / late
+  fusion, oracle landmarks, 3 vs 4 interpolation frames, with the paper's Table 3.
+- [PSNR per clip](tables/per_clip.md): every method clip by clip, best in bold.
+- [Landmark NME](tables/nme.md) ([csv](tables/nme.csv)): the landmark detector's error on each
+  method's output against on the blurry input.
+- [No-reference measures](tables/noref.md) ([csv](tables/noref.csv)): blur effect and face-detection
+  rate on the sets without ground truth ({', '.join(f'`{s}`' for s in tables.order_sets(set(noref.set))) or 'none'}).
+- [PSNR per blur kernel length](eval/severity.csv) (csv).
+- [Win rates](pies.json) (json): the fractions behind the pies.
+
+## Figures
+
+![pairwise win rates](figures/fig10_pies.png)
+
+*Per-frame PSNR win rates between the enhancement branch, the interpolation branch and their
+combination (FineNet), one row per test set; cf. paper Fig. 10{': ' if comb else ''}{'; '.join(comb)}.*
+
+![PSNR against blur severity](figures/psnr_vs_severity.png)
+
+*Mean PSNR against the motion-blur kernel length of the frame (1 = left sharp), per test set.*
+
+{quals}
+"""
+
+
+def run(params: dict, clip_ids=None) -> None:
+    """Build every table and figure (``clip_ids`` is ignored: the report covers every clip)."""
+    frames = read_table(FRAMES, FRAME_COLUMNS)
+    if frames.empty:
+        raise FineNetError(FRAMES, "no rows; run the evaluate stage first")
+    noref = read_table(NOREF, NOREF_COLUMNS)
+    samples = read_samples(SAMPLES)
+    paper = tables.paper_results()
+
+    for name, (md, csv) in {"table1": tables.table1(frames, paper), "table2": tables.table2(frames, paper),
+                            "table3": tables.table3(frames, paper), "nme": tables.nme_table(frames),
+                            "noref": tables.noref_table(noref)}.items():
+        write_text(TABLES / f"{name}.md", md)
+        write_csv(TABLES / f"{name}.csv", csv)
+    write_text(TABLES / "per_clip.md", tables.per_clip(frames))
+
+    rates = tables.win_rates(frames)
+    figures.pies(rates, FIGURES / "fig10_pies.png", paper.get("fig10"))
+    write_text(PIES_JSON, json.dumps(rates, indent=2) + "\n")
+
+    sev = tables.severity(frames)
+    write_csv(SEVERITY_CSV, sev)
+    figures.severity(sev, FIGURES / "psnr_vs_severity.png")
+
+    by_set: dict[str, list[dict]] = {}
+    for sample in samples:
+        by_set.setdefault(sample["set"], []).append(sample)
+    names = []
+    with atomic_dir(QUALITATIVE) as tmp:
+        for s in tables.order_sets(by_set):
+            name = safe_name(s)
+            figures.qualitative(by_set[s], tmp / f"{name}.png", s)
+            names.append(name)
+    write_text(INDEX, index(params, frames, noref, rates, names, paper))
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .cli import main
+
+    sys.exit(main(["report", *sys.argv[1:]]))

