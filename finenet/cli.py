@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deblur", help=deblur.HELP, description=deblur.DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     deblur.add_arguments(p)
+    check = importlib.import_module("finenet.check")
+    p = sub.add_parser("check", help=check.__doc__.splitlines()[0], description=check.__doc__.split("\n\n")[1])
+    check.add_arguments(p)
     p = sub.add_parser("plan", help="list the planned clips (id, set, dataset, source)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
@@ -45,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "check":        # runs the pipeline itself, with its own profile
+            from .check import main as check
+
+            return check(args)
         params = load_params(args.params, args.profile)
         if args.command == "plan":
             from .data.clips import plan_clips

@@ -205,7 +205,7 @@ def write_csv(path: Path, table: pd.DataFrame) -> None:
 
 
 def run(params: dict, clip_ids=None) -> None:
-    torch.manual_seed(params["seed"])
+    torch.manual_seed(params["train"]["seed"])
     methods = Methods(params, pick_device(params["train"]["device"]))
     lm = params["landmarks"]
     detector = make_detector(lm["detector"], lm["upsample"], lm["device"])

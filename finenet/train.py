@@ -152,7 +152,7 @@ def fingerprint(params: dict, net: str, variant: str | None, arch: str, config: 
     manifest = SETS / "manifest.csv"
     code = sorted(Path(__file__).parent.glob("**/*.py"))     # a code change invalidates it too
     deps = [p.read_bytes() for p in [manifest, *frozen_inputs(net), *code] if p.is_file()]
-    blob = json.dumps([net, variant, arch, config, params["train"], params["loader"], params["seed"]],
+    blob = json.dumps([net, variant, arch, config, params["train"], params["loader"]],
                       sort_keys=True).encode()
     return hashlib.sha256(blob + b"".join(hashlib.sha256(d).digest() for d in deps)).hexdigest()[:16]
 
@@ -182,7 +182,7 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     if tp["batch_size"] % world:
         raise FineNetError("train.batch_size", f"{tp['batch_size']} is not divisible by {world} processes")
     device = pick_device(tp["device"])
-    torch.manual_seed(params["seed"])
+    torch.manual_seed(tp["seed"])
     arch, config = net_config(params, net, variant)
     model = build(arch, **config).to(device)
     frozen = [load_model(p, device) for p in frozen_inputs(net)]
@@ -212,7 +212,7 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
            if distributed else trainee)
     ds = WindowDataset(SETS / "train.h5", lp["num_frames"], lp["patch_size"], lp["flip"])
     loader = torch.utils.data.DataLoader(
-        ds, batch_sampler=StepBatches(len(ds), tp["batch_size"], params["seed"], step, iterations, rank, world),
+        ds, batch_sampler=StepBatches(len(ds), tp["batch_size"], tp["seed"], step, iterations, rank, world),
         num_workers=tp["workers"], persistent_workers=False)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     trainee.train()
@@ -220,7 +220,7 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     bar = tqdm(total=iterations, initial=step, desc=f"train {name}", unit="step", disable=rank != 0)
     for batch in loader:
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-        torch.manual_seed(params["seed"] * 1_000_003 + step)   # dropout, GAN noise: from (seed, step)
+        torch.manual_seed(tp["seed"] * 1_000_003 + step)   # dropout, GAN noise: from (seed, step)
         if critic is not None:             # one critic step before each generator step
             step_on(opts[1], lambda: ddp(batch, critic=True), critic.parameters(), tp, autocast)
         loss = step_on(opts[0], lambda: ddp(batch), main_params, tp, autocast)

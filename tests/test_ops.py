@@ -113,3 +113,18 @@ def test_bad_params_name_the_key(edit, needle):
         resolve(raw, profile)
     assert (needle or "unknown key 'data.crop_sise'") in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_annotated_boxes_fill_unannotated_frames_and_need_one_annotation():
+    from finenet.face.crop import annotated_boxes
+
+    pts = np.zeros((4, 68, 2), np.float32)
+    pts[:, :, 0] = np.linspace(10, 30, 68)
+    pts[:, :, 1] = np.linspace(20, 50, 68)
+    pts[3] += 8
+    pts[1:3] = np.nan                                   # frames without a .pts file
+    boxes, ok = annotated_boxes(pts)
+    assert ok.tolist() == [True, False, False, True]
+    assert np.allclose(boxes[0], [10, 20, 30, 50]) and np.allclose(boxes[3], [18, 28, 38, 58])
+    assert np.allclose(boxes[1], [10 + 8 / 3, 20 + 8 / 3, 30 + 8 / 3, 50 + 8 / 3])
+    assert annotated_boxes(np.full((3, 68, 2), np.nan, np.float32)) is None

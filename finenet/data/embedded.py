@@ -154,12 +154,16 @@ def load(spec: ClipSpec, params: dict):
     from ..face.detectors import DlibDetector
 
     image, gt = read_still(spec.source)
-    boxes = DlibDetector(upsample=1).detect_faces(image)
-    if not boxes:
-        raise FineNetError(spec.source, "no face detected in the still image")
+    if gt is not None:    # look at the annotated face: a still may hold others (einstein's does)
+        box = np.concatenate([gt.min(0), gt.max(0)])
+    else:
+        boxes = DlibDetector(upsample=1).detect_faces(image)
+        if not boxes:
+            raise FineNetError(spec.source, "no face detected in the still image")
+        box = boxes[0]
     d = params["data"]
     frames, moved = camera_motion_clip(
-        image, gt, boxes[0], spec.length, out_size=2 * d["crop_size"],
+        image, gt, box, spec.length, out_size=2 * d["crop_size"],
         face_px=d["crop_size"] / d["crop_margin"], motion=d["embedded"]["motion"],
         rng=clip_rng(params["seed"], spec.clip_id, "camera"))
     return frames, 25.0, moved

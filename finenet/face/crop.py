@@ -31,10 +31,26 @@ def track_faces(frames: np.ndarray, detector, where, progress=None) -> tuple[np.
     ok = ~np.isnan(boxes[:, 0])
     if not ok.any():
         raise FineNetError(where, f"no face detected in any of the {n} frames")
-    idx = np.arange(n)
+    return fill_gaps(boxes, ok), ok
+
+
+def annotated_boxes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Boxes (T,4) of annotated landmarks (T,68,2) (NaN rows: not annotated, filled from the
+    neighbours) and the annotated mask; None when no frame is annotated."""
+    ok = ~np.isnan(points).any(axis=(1, 2))
+    if not ok.any():
+        return None
+    boxes = np.full((len(points), 4), np.nan, dtype=np.float32)
+    boxes[ok] = np.concatenate([points[ok].min(1), points[ok].max(1)], axis=1)
+    return fill_gaps(boxes, ok), ok
+
+
+def fill_gaps(boxes: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Boxes of the frames not in ``ok`` linearly interpolated (held at the ends)."""
+    idx = np.arange(len(boxes))
     for k in range(4):
         boxes[:, k] = np.interp(idx, idx[ok], boxes[ok, k])
-    return boxes, ok
+    return boxes
 
 
 def smooth_boxes(boxes: np.ndarray, sigma: float, margin: float) -> np.ndarray:

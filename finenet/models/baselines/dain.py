@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import register
-from .warping import backwarp, base_grid, pad_to
+from .warping import TwoFrameInterpolator, backwarp, base_grid, pad_to
 
 
 def conv(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Conv2d:
@@ -330,8 +330,7 @@ class FrameSynthesis(nn.Module):
 
 
 @register("dain")
-class DAIN(nn.Module):
-    task = "interp"
+class DAIN(TwoFrameInterpolator):
 
     def __init__(self, flow_widths=(8, 16, 24), flow_est_widths=(16, 16), max_disp: int = 2,
                  depth_feat: int = 8, depth_levels: int = 3, context_feat: int = 8,
@@ -380,14 +379,6 @@ class DAIN(nn.Module):
         crop = lambda x: x[..., :h, :w]  # noqa: E731
         return dict(out=crop(out), blend=crop(blend), ft0=crop(ft[:n]), ft1=crop(ft[n:]),
                     f01=crop(flows[:n]), f10=crop(flows[n:]), inv_depth=crop(inv_depth))
-
-    def _run(self, frames: torch.Tensor) -> dict:
-        c = frames.shape[1] // 2                                    # frame t: never read
-        return self.interpolate(frames[:, c - 1], frames[:, c + 1])
-
-    def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None) -> torch.Tensor:
-        """frames (B,N,3,H,W) -> estimate of the centre frame (B,3,H,W); the centre is not read."""
-        return self._run(frames)["out"]
 
     def loss(self, batch: dict) -> torch.Tensor:
         diff = self._run(batch["frames"])["out"] - batch["target"]

@@ -38,7 +38,7 @@ from torch import nn
 
 from ...losses import gradient_loss
 from ..registry import register
-from .warping import backwarp, flow_smoothness, pad_to
+from .warping import TwoFrameInterpolator, backwarp, flow_smoothness, pad_to
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:
@@ -95,8 +95,7 @@ def fuse(g0: torch.Tensor, g1: torch.Tensor, v0: torch.Tensor, t: float = 0.5,
 
 
 @register("superslomo")
-class SuperSloMo(nn.Module):
-    task = "interp"
+class SuperSloMo(TwoFrameInterpolator):
 
     def __init__(self, flow_widths=(8, 16, 24, 32), flow_kernels=(5, 3, 3, 3),
                  refine_widths=(8, 16, 24, 32), refine_kernels=(5, 3, 3, 3), t: float = 0.5,
@@ -129,14 +128,6 @@ class SuperSloMo(nn.Module):
         return dict(out=crop(out), f01=crop(f01), f10=crop(f10), g0_hat=crop(g0_hat),
                     g1_hat=crop(g1_hat), v0=crop(v0), ft0=crop(ft0), ft1=crop(ft1),
                     i0=crop(i0), i1=crop(i1))
-
-    def _run(self, frames: torch.Tensor) -> dict:
-        c = frames.shape[1] // 2                                    # frame t: never read
-        return self.interpolate(frames[:, c - 1], frames[:, c + 1])
-
-    def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None) -> torch.Tensor:
-        """frames (B,N,3,H,W) -> estimate of the centre frame (B,3,H,W); the centre is not read."""
-        return self._run(frames)["out"]
 
     def loss(self, batch: dict) -> torch.Tensor:
         r = self._run(batch["frames"])

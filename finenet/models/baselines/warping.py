@@ -9,6 +9,22 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+
+class TwoFrameInterpolator(nn.Module):
+    """An interpolation baseline: frame t from frames t-1 and t+1 of the window (t is never read).
+    Subclasses implement ``interpolate(i0, i1) -> dict`` with the estimate under ``"out"``."""
+
+    task = "interp"
+
+    def _run(self, frames: torch.Tensor) -> dict:
+        c = frames.shape[1] // 2                                    # frame t: never read
+        return self.interpolate(frames[:, c - 1], frames[:, c + 1])
+
+    def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None) -> torch.Tensor:
+        """frames (B,N,3,H,W) -> estimate of the centre frame (B,3,H,W); the centre is not read."""
+        return self._run(frames)["out"]
 
 
 def base_grid(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
