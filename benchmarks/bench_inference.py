@@ -1,6 +1,7 @@
-"""Per-frame inference time of FineNet vs its branches at equal width, and what sharing the front
-end saves: FineNet (front end computed once) against running the enhancement and interpolation
-branches as separate models (each with its own front-end pass). CPU, and CUDA + bf16 when present.
+"""Per-frame inference time of FineNet vs EDVR vs FineNet's branches at equal width (EDVR built with
+FineNet's width, groups, levels, blocks and input stride), and what sharing the front end saves:
+FineNet (front end computed once) against running the enhancement and interpolation branches as
+separate models (each with its own front-end pass). CPU, and CUDA + bf16 when present.
 
     python benchmarks/bench_inference.py [--size 96] [--batch 4] [--repeats 5]
 """
@@ -41,6 +42,9 @@ def measure(params, device: str, size: int, batch: int, repeats: int) -> dict:
         nets[n] = build(arch, **config).to(dev).eval()
     model = build("finenet", frontend=nets["predeblur"], enhance=nets["enhance"], interp=nets["interp"],
                   combiner=nets["combine"]).eval()
+    m = params["model"]
+    edvr = build("edvr", **{**params["baselines"]["edvr"], **{k: m[k] for k in (
+        "feat", "groups", "levels", "extract_blocks", "recon_blocks", "input_stride", "max_offset")}}).to(dev).eval()
     hm = params["landmarks"]["heatmap_size"] * size // params["data"]["crop_size"]
     x = torch.rand(batch, 5, 3, size, size, device=dev)
     h = torch.rand(batch, 5, 68, hm, hm, device=dev)
@@ -52,13 +56,15 @@ def measure(params, device: str, size: int, batch: int, repeats: int) -> dict:
 
     with amp:
         t = {"finenet": timed(lambda: model(x, h), repeats, sync),
+             "edvr_equal_width": timed(lambda: edvr(x, h), repeats, sync),
              "enhance_alone": timed(branch("enhance"), repeats, sync),
              "interp_alone": timed(branch("interp"), repeats, sync)}
     per_frame = {k: round(1000 * v / batch, 2) for k, v in t.items()}
     separate = per_frame["enhance_alone"] + per_frame["interp_alone"]
     return {"ms_per_frame": per_frame, "branches_run_separately_ms": round(separate, 2),
             "finenet_vs_separate_branches": round(per_frame["finenet"] / separate, 3),
-            "finenet_vs_enhance": round(per_frame["finenet"] / per_frame["enhance_alone"], 3)}
+            "finenet_vs_enhance": round(per_frame["finenet"] / per_frame["enhance_alone"], 3),
+            "finenet_vs_edvr": round(per_frame["finenet"] / per_frame["edvr_equal_width"], 3)}
 
 
 def main() -> None:

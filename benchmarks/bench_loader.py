@@ -1,5 +1,7 @@
 """Throughput of the HDF5 window loader (windows/s), as training would use it: random patches and
-flips, shuffled, batched, with 0 and 2 worker processes. Needs the packed train set (dvc repro).
+flips, shuffled, batched, with 0 and 2 worker processes; against what each training stage of the
+last ``dvc repro`` consumed (batch x steps / seconds, from ``reports/train/*.json``): the loader
+must be the faster, or training waits on data. Needs the packed train set (dvc repro).
 
     python benchmarks/bench_loader.py [--set data/sets/train.h5] [--batches 60]
 """
@@ -7,7 +9,9 @@ flips, shuffled, batched, with 0 and 2 worker processes. Needs the packed train 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 from common import write_result
@@ -42,9 +46,15 @@ def main() -> None:
     p = load_params()
     ds = WindowDataset(args.set, p["loader"]["num_frames"], p["loader"]["patch_size"], p["loader"]["flip"])
     rates = {f"workers_{w}": round(measure(ds, w, args.batch_size, args.batches), 1) for w in (0, 2)}
+    consumed = {}
+    for path in sorted(Path("reports/train").glob("*.json")):
+        run = json.loads(path.read_text())
+        consumed[path.stem] = round(run["iterations"] * p["train"]["batch_size"] / run["seconds"], 1)
     write_result("loader", {"set": args.set, "windows": len(ds), "batch_size": args.batch_size,
                             "patch_size": p["loader"]["patch_size"], "num_frames": p["loader"]["num_frames"],
-                            "windows_per_s": rates})
+                            "windows_per_s": rates, "training_consumes_windows_per_s": consumed,
+                            "loader_headroom_vs_fastest_training":
+                                round(rates["workers_0"] / max(consumed.values()), 2) if consumed else None})
 
 
 if __name__ == "__main__":

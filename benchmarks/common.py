@@ -28,4 +28,29 @@ def write_result(name: str, result: dict) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({**result, "machine": machine()}, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+    write_summary()
     return path
+
+
+def write_summary() -> Path:
+    """``reports/benchmarks.md``: every benchmark result present, rendered from its JSON."""
+    lines = ["# Benchmarks", "",
+             "Written by `benchmarks/*.py` (`make bench`) from `reports/benchmarks/*.json`; each section",
+             "is the latest run of that script, on the machine it names.", ""]
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        lines += [f"## {path.stem}", "", f"`{path.as_posix()}`", "", "| measure | value |", "|:--|--:|"]
+        lines += [f"| {key} | {value} |" for key, value in flatten(result)]
+        lines.append("")
+    out = RESULTS.parent / "benchmarks.md"
+    with atomic_path(out) as tmp:
+        tmp.write_text("\n".join(lines))
+    return out
+
+
+def flatten(value, prefix: str = ""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix, json.dumps(value) if isinstance(value, list) else value
