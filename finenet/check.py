@@ -2,7 +2,8 @@
 
 Runs the whole pipeline with Snakemake under the ``ci`` profile (every stage, on a smaller sample
 and smaller models) in a scratch directory, then compares the run's ``reports/metrics.json`` with
-the committed reference ``reports/reference/ci_metrics.json``: every metric must lie within its
+the committed reference ``reports/reference/ci_metrics.json`` (and builds the run's
+``snakemake --report`` HTML, which must succeed): every metric must lie within its
 tolerance in ``reports/reference/ci_tolerance.json``. A drift exits 1 with one readable line per
 metric (reference, measured, difference, tolerance).
 
@@ -90,6 +91,9 @@ def run_pipeline(workdir: Path, train_seed: int | None = None, cores: int = 2) -
     cmd = [snakemake, "-s", str(ROOT / "Snakefile"), "-d", str(workdir), "--cores", str(cores), "--quiet", "rules"]
     if subprocess.run(cmd, env=env).returncode != 0:
         raise FineNetError(workdir, f"the {PROFILE} pipeline failed (logs in {workdir / 'logs'})")
+    html = workdir / "reports" / "report.html"            # and its self-contained HTML report
+    if subprocess.run(cmd[:-2] + ["--report", str(html)], env=env, capture_output=True).returncode != 0:
+        raise FineNetError(html, "snakemake --report failed")
     return json.loads((workdir / "reports" / "metrics.json").read_text())
 
 
