@@ -56,7 +56,7 @@ from .face.detectors import DlibDetector, make_detector
 from .face.heatmap import render_heatmaps
 from .models.finenet import FineNet
 from .params import DEFAULT_PARAMS
-from .train import net_config, run_name
+from .train import net_config, pick_device, run_name
 from .video_io import CONTAINERS, VideoSink, VideoSource, even_size, output_format
 
 MAX_GAP = 5             # longest run of frames without a detected face that is bridged
@@ -343,16 +343,6 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
 
 # --------------------------------------------------------------------------------- set-up
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FineNetError("--device", "CUDA requested but no GPU is available")
-    if name not in ("cpu", "cuda"):
-        raise FineNetError("--device", f"unknown device '{name}' (auto, cpu or cuda)")
-    return torch.device(name)
-
-
 def check_model(path: Path, arch: str, config: dict, profile: str) -> None:
     """The checkpoint holds ``arch`` with exactly the configuration the parameters give."""
     try:
@@ -423,7 +413,7 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
     source, output = Path(source), Path(output)
     d, lm = params["data"], params["landmarks"]
     size = d["crop_size"]
-    dev = pick_device(device)
+    dev = pick_device(device, "--device")
     fmt = check_output(output)
     video = VideoSource(source)
     stats = stats or BufferStats()

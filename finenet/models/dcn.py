@@ -10,7 +10,7 @@ torchvision to float precision, values and gradients (tests/test_models.py), at 
 Offsets and modulation masks come from one zero-initialised conv over *offset features* (computed
 by FOC or plain convs), as in EDVR's DCNv2Pack. Offsets are bounded smoothly
 (``max_offset·tanh(o/max_offset)``, in feature pixels), and a warning is logged once when their
-mean magnitude gets large — EDVR's most reported training failure is offsets blowing up."""
+mean magnitude gets large in training — EDVR's most reported training failure is offsets blowing up."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class DCNPack(nn.Module):
 
     def forward(self, x: torch.Tensor, offset_feat: torch.Tensor) -> torch.Tensor:
         offset, mask = self.offsets(offset_feat)
-        if not self._warned:
+        if self.training and not self._warned:   # training only: the check syncs a GPU
             mean = float(offset.detach().abs().mean())
             if mean > self.warn_at:
                 self._warned = True
