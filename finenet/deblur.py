@@ -2,8 +2,12 @@
 
 The video is streamed: frames are decoded one at a time, a bounded buffer holds what the temporal
 steps need (at most MAX_GAP=5 + the smoothing look-ahead + 5 frames, whatever the video's length),
-and the result is encoded as it goes (H.264 yuv420p, same frame rate and frame count, the audio
-copied over; see ``finenet.video_io``). Each frame goes through the pipeline's own steps:
+and the result is encoded as it goes (H.264 in the input's pixel format where libx264 writes it:
+yuv420p, yuv422p, yuv444p, else the closest 8-bit one; same frame rate, frame count and colour
+tags, the audio copied over; see ``finenet.video_io``). Pixels FineNet does not change are written
+as the decoded YUV samples, not re-converted from RGB: lossless (x264 qp 0: ``--lossless``, or
+``--crf 0``, the default) they come out bit-exact; a higher ``--crf`` trades that for file size.
+Each frame goes through the pipeline's own steps:
 
 1. Face detection on the full frame (dlib, ``data.detect_upsample``, as the ``sample`` stage does;
    frames whose longer side exceeds 640 pixels are searched shrunk to 640). One face is
@@ -23,7 +27,8 @@ copied over; see ``finenet.video_io``). Each frame goes through the pipeline's o
    frame by the inverse of the crop transform (bilinear; anti-aliased when the crop is finer than
    the frame) and added under a feathered mask (1 in the middle, a smoothstep to 0 over the outer
    15 % (FEATHER) of the crop side). Pixels outside the crop are untouched, and a face larger than the
-   crop keeps the frame's own detail where FineNet changes nothing.
+   crop keeps the frame's own detail where FineNet changes nothing. Only the pixels whose RGB the
+   paste changed get new YUV samples (the YUV difference of the change, ``finenet.video_io``).
 
 Bad input is one ``FineNetError``; the output is written to a temporary file next to it and
 renamed only when complete, so a failed run leaves no output behind.
@@ -57,7 +62,8 @@ from .face.heatmap import render_heatmaps
 from .models.finenet import FineNet
 from .params import DEFAULT_PARAMS
 from .train import net_config, pick_device, run_name
-from .video_io import CONTAINERS, VideoSink, VideoSource, even_size, output_format
+from .video_io import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
+                       VideoSource, output_format, parse_encoding)
 
 MAX_GAP = 5             # longest run of frames without a detected face that is bridged
 TRUNCATE = 3.0          # box smoothing window: +-ceil(TRUNCATE x sigma) frames (the look-ahead)
@@ -81,6 +87,24 @@ def add_arguments(p) -> None:
                    help="auto: CUDA when available (default)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default: params.yaml)")
     p.add_argument("--profile", default=None, help="override params.yaml's profile (e.g. paper)")
+    p.add_argument("--crf", default=None, metavar="N",
+                   help=f"x264 constant rate factor, 0 to {CRF_MAX}, fractions allowed (default: "
+                        f"{DEFAULT_CRF}). 0 is mathematically lossless (written as x264 qp 0): the "
+                        f"pixels FineNet leaves alone come out bit-identical to the decoded input. "
+                        f"Higher values give smaller, lossier files: CRF 1 already costs those "
+                        f"pixels 1.5-8 dB of PSNR; CRF 18 files are 1/7-1/20 the lossless size "
+                        f"(see README)")
+    p.add_argument("--lossless", action="store_true",
+                   help="mathematically lossless H.264 (x264 qp 0, the same as --crf 0) in the "
+                        "output pixel format, whatever the default CRF; not with another --crf")
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=X264_PRESETS,
+                   help=f"x264 speed / size trade-off (default: {DEFAULT_PRESET}); slower presets give "
+                        f"smaller files at the same quality")
+
+
+def encode_options(args) -> dict:
+    """The encoder keywords of ``run`` from the parsed command line."""
+    return {"crf": args.crf, "lossless": args.lossless, "preset": args.preset}
 
 
 @dataclass(eq=False)
@@ -292,16 +316,17 @@ def smoothstep(t: np.ndarray) -> np.ndarray:
 
 
 def paste(image: np.ndarray, residual: np.ndarray, window: np.ndarray, size: int,
-          feather: float = FEATHER) -> np.ndarray:
+          feather: float = FEATHER) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
     """``image`` plus the crop-space ``residual`` (S,S,3, in 0..255 units) mapped back through the
-    inverse crop transform, under a feathered mask; pixels outside the crop are not touched."""
+    inverse crop transform, under a feathered mask; pixels outside the crop are not touched.
+    Returns (the new image, the rectangle ``(y0, y1, x0, x1)`` it may differ in; None: nowhere)."""
     m = crop_matrix(window, size)
     s, ox, oy = m[0, 0], m[0, 2], m[1, 2]
     h, w = image.shape[:2]
     x0, x1 = max(0, math.floor(ox - 0.5 * s)), min(w, math.ceil(ox + (size - 0.5) * s) + 1)
     y0, y1 = max(0, math.floor(oy - 0.5 * s)), min(h, math.ceil(oy + (size - 0.5) * s) + 1)
     if x0 >= x1 or y0 >= y1:
-        return image
+        return image, None
     u = (np.arange(x0, x1) - ox) / s              # crop coordinates of the frame pixels
     v = (np.arange(y0, y1) - oy) / s
     def ramp(c):                                  # 0 at the crop's edge, 1 past the feather band
@@ -317,17 +342,18 @@ def paste(image: np.ndarray, residual: np.ndarray, window: np.ndarray, size: int
     out = image.copy()
     region = out[y0:y1, x0:x1].astype(np.float32) + mask * moved
     out[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
-    return out
+    return out, (y0, y1, x0, x1)
 
 
 @torch.inference_mode()
 def restore(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
             checkpoint):
-    """Full output frames: FineNet's correction pasted in, or the frame as decoded."""
+    """(frame index, full output RGB frame, the rectangle it differs from the decoded one in or
+    None): FineNet's correction pasted in, or the frame as decoded."""
     c = NUM_FRAMES // 2
     for f, win in windows:
         if win is None:
-            yield f.image
+            yield f.index, f.image, None
             continue
         frames = torch.stack([g.crop for g in win])[None].to(device)
         heat = torch.stack([g.heat for g in win])[None].to(device)
@@ -338,7 +364,7 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
                                            f"({str(exc).splitlines()[0][:120]})") from None
         residual = ((out - frames[0, c]) * 255).permute(1, 2, 0).cpu().numpy()
         stats.deblurred += 1
-        yield paste(f.image, residual, f.window, size)
+        yield (f.index, *paste(f.image, residual, f.window, size))
 
 
 # --------------------------------------------------------------------------------- set-up
@@ -408,11 +434,15 @@ def check_output(path: Path) -> str:
 # ------------------------------------------------------------------------------------ run
 
 def run(params: dict, source, output, checkpoint="models", device: str = "auto",
-        progress: bool = True, stats: BufferStats | None = None) -> dict:
-    """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks)."""
+        progress: bool = True, stats: BufferStats | None = None, *, crf=None, lossless: bool = False,
+        preset: str | None = None) -> dict:
+    """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks, the
+    output's pixel format and encoder settings). ``crf`` (x264, 0..51; default
+    ``video_io.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264)."""
     source, output = Path(source), Path(output)
     d, lm = params["data"], params["landmarks"]
     size = d["crop_size"]
+    encoding = parse_encoding(crf, lossless, preset)
     dev = pick_device(device, "--device")
     fmt = check_output(output)
     video = VideoSource(source)
@@ -422,11 +452,24 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
         model = load_finenet(checkpoint, params, dev)
         face_detector, landmark_detector = make_detectors(params)
         scale = min(1.0, DETECT_MAX_SIDE / max(video.width, video.height))
-        out_size = even_size(video.width, video.height)
+        layout = video.layout
+        if video.note:
+            note(f"finenet: note: {source}: {video.note}")
+        out_size = layout.padded_size(video.width, video.height)
         if out_size != (video.width, video.height):
+            odd = [side for side, n, m in (("width", out_size[0], video.width),
+                                           ("height", out_size[1], video.height)) if n != m]
             note(f"finenet: note: {source}: {video.width}x{video.height} padded to "
-                 f"{out_size[0]}x{out_size[1]} (yuv420p needs even sides; last column/row repeated)")
-        frames = detect(video, face_detector, scale, stats)
+                 f"{out_size[0]}x{out_size[1]} ({layout.pix_fmt} needs an even {' and '.join(odd)}; "
+                 f"last column/row repeated)")
+        pictures: deque = deque()       # decoded frames (YUV planes + RGB) not yet written
+
+        def decoded():
+            for picture in video:
+                pictures.append(picture)
+                yield picture.rgb
+
+        frames = detect(decoded(), face_detector, scale, stats)
         frames = bridge_gaps(frames, MAX_GAP, stats)
         frames = smooth_windows(frames, d["box_smoothing"], d["crop_margin"], stats)
         frames = crop_faces(frames, landmark_detector, size, d["crop_margin"], lm["heatmap_size"],
@@ -436,12 +479,15 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
         try:
             with atomic_path(output) as tmp:
                 sink = VideoSink(tmp, video.width, video.height, video.fps, fmt,
-                                 audio_from=source if video.has_audio else None, notify=note)
+                                 audio_from=source if video.has_audio else None, notify=note,
+                                 layout=layout, encoding=encoding)
                 try:
                     with tqdm(total=video.frames_hint or None, desc=f"deblur {source.name}",
                               unit="frame", disable=not progress, leave=False) as bar:
-                        for image in images:
-                            sink.write(image)
+                        for index, image, rect in images:
+                            picture = pictures.popleft()
+                            assert picture.index == index, (picture.index, index)
+                            sink.write(picture, image, rect)    # rect None: the planes as decoded
                             bar.update(1)
                     if stats.detected == 0:
                         raise FineNetError(source, f"no face detected in any of the {video.count} frames")
@@ -457,6 +503,9 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
         video.close()
     return {"input": str(source), "output": str(output), "frames": video.count,
             "fps": float(video.fps), "size": [video.width, video.height], "output_size": list(out_size),
+            "input_pix_fmt": layout.input_pix_fmt, "pix_fmt": layout.pix_fmt,
+            "color_range": "full" if layout.full_range else "limited", "matrix": layout.matrix_name,
+            **encoding.describe(),
             "faces_detected": stats.detected, "deblurred": stats.deblurred,
             "passed_through": stats.passed, "audio": sink.audio_mode, "device": dev.type,
             "seconds": round(seconds, 3), "frames_per_s": round(video.count / max(seconds, 1e-9), 3),

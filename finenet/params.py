@@ -65,9 +65,28 @@ def _check_consistency(p: dict, where) -> None:
     for net in ("enhance", "interp"):
         if "full" not in p["variants"][net]:
             raise FineNetError(where, f"variants.{net} must define 'full' (the combiner is trained on it)")
-    lo, hi = p["blur"]["kernel_size"]
-    if lo > hi:
-        raise FineNetError(where, f"blur.kernel_size: lower bound {lo} > upper bound {hi}")
+    _check_blur(p["blur"], where)
+
+
+BLUR_RANGES = ("mild_length", "line.kernel_size", "line.angle", "line.direction", "trajectory.length",
+               "trajectory.anxiety", "trajectory.exposure", "noise.sigma", "jpeg.quality")
+
+
+def _check_blur(b: dict, where) -> None:
+    """What the schema cannot say about the ``blur`` mix (finenet/ops/degrade.py)."""
+    for key in BLUR_RANGES:
+        node = b
+        for part in key.split("."):
+            node = node[part]
+        lo, hi = node
+        if lo > hi:
+            raise FineNetError(where, f"blur.{key}: lower bound {lo} > upper bound {hi}")
+    lo, hi = b["line"]["kernel_size"]
+    if not any(k % 2 for k in range(max(lo, 3), hi + 1)):
+        raise FineNetError(where, f"blur.line.kernel_size: [{lo}, {hi}] holds no odd kernel size >= 3 "
+                                  f"(imgaug's k is odd; k is drawn from the odd values in the range)")
+    if sum(b["families"].values()) <= 0:
+        raise FineNetError(where, "blur.families: the weights must sum to more than 0")
 
 
 def load_params(path=DEFAULT_PARAMS, profile: str | None = None) -> dict:

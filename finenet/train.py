@@ -34,7 +34,7 @@ from .data.windows import WindowDataset
 from .errors import FineNetError
 from .losses import branch_loss, combine_loss
 from .models import build
-from .models.combine import fuse
+from .models.combine import LateFusion, fuse
 from .models.shared import shared_features
 
 NETS = ("predeblur", "enhance", "interp", "combine")
@@ -125,9 +125,11 @@ class StepBatches(torch.utils.data.Sampler):
 class Trainee(torch.nn.Module):
     """The network being trained, with the frozen ones it sits on, and its loss."""
 
-    def __init__(self, net: str, model: torch.nn.Module, frozen: list[torch.nn.Module]):
+    def __init__(self, net: str, model: torch.nn.Module, frozen: list[torch.nn.Module],
+                 blurred_only: bool = False, keep_weight: float = 0.0):
         super().__init__()
-        self.net, self.model = net, model
+        self.net, self.model, self.blurred_only, self.keep_weight = net, model, blurred_only, keep_weight
+        self.phase = "main"      # "judge": late fusion's keep classifier alone (train.judge_steps)
         self.frozen = torch.nn.ModuleList(frozen).requires_grad_(False).eval()
 
     def train(self, mode: bool = True):
@@ -137,16 +139,23 @@ class Trainee(torch.nn.Module):
 
     def forward(self, batch: dict, critic: bool = False) -> torch.Tensor:
         frames, heat, target = batch["frames"], batch["heatmaps"], batch["target"]
+        if self.net == "combine" and self.phase == "judge":   # late fusion's keep model alone
+            return LateFusion.frame_loss(self.model.judge_logit(frames), ~batch["blurred"][:, frames.shape[1] // 2])
         if self.net not in NETS:      # a baseline: its own loss (or its critic's)
             return self.model.critic_loss(batch) if critic else self.model.loss(batch)
-        if self.net == "predeblur":   # single-image deblurring on every frame of the window
-            return branch_loss(self.model(frames.flatten(0, 1)), batch["sharp"].flatten(0, 1))
+        if self.net == "predeblur":   # single-image deblurring on every (blurred) frame of the window
+            keep = batch["blurred"].flatten() if self.blurred_only else slice(None)
+            return branch_loss(self.model(frames.flatten(0, 1)[keep]), batch["sharp"].flatten(0, 1)[keep])
         with torch.no_grad():
             shared = shared_features(self.frozen[0], frames)
         if self.net in ("enhance", "interp"):
             return branch_loss(self.model(shared, heat)[0], target)
         with torch.no_grad():
             enh, inp = self.frozen[1](shared, heat), self.frozen[2](shared, heat)
+        if isinstance(self.model, LateFusion):   # do no harm: it also learns which frames are sharp
+            out, logit = self.model(enh[0], inp[0], shared.frames, with_logit=True)
+            sharp = ~batch["blurred"][:, shared.num_frames // 2]
+            return combine_loss(out, target) + self.keep_weight * LateFusion.frame_loss(logit, sharp)
         return combine_loss(fuse(self.model, enh, inp, shared), target)
 
 
@@ -189,8 +198,14 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     arch, config = net_config(params, net, variant)
     model = build(arch, **config).to(device)
     frozen = [load_model(p, device) for p in frozen_inputs(net)]
-    trainee = Trainee(net, model, frozen).to(device)
+    sharp_centres = (net if net in NETS else "baseline") in tp["sharp_centres"]
+    trainee = Trainee(net, model, frozen, blurred_only=not sharp_centres,
+                      keep_weight=tp["keep_weight"]).to(device)
     iterations = tp["iterations"][net if net in NETS else "baseline"]
+    # late fusion: its keep classifier first learns alone, on every frame of many windows (cheap: no
+    # branch runs), then the whole combiner trains for its iterations
+    judge_steps = tp["judge_steps"] if arch == "combine_late" else 0
+    iterations += judge_steps
     critic = getattr(model, "critic", None)
     main_params = [p for n, p in model.named_parameters() if not (critic is not None and n.startswith("critic."))]
     opts = [torch.optim.Adam(main_params, lr=tp["lr"], betas=tuple(tp["betas"]))]
@@ -211,9 +226,10 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
             sc.load_state_dict(sc_state)
         step, history, seconds = state["step"], state["history"], state["seconds"]
 
-    ddp = (torch.nn.parallel.DistributedDataParallel(trainee, find_unused_parameters=critic is not None)
+    ddp = (torch.nn.parallel.DistributedDataParallel(trainee, find_unused_parameters=critic is not None or judge_steps > 0)
            if distributed else trainee)
-    ds = WindowDataset(SETS / "train.h5", lp["num_frames"], lp["patch_size"], lp["flip"])
+    ds = WindowDataset(SETS / "train.h5", lp["num_frames"], lp["patch_size"], lp["flip"],
+                       blurred_centres=not sharp_centres)
     loader = torch.utils.data.DataLoader(
         ds, batch_sampler=StepBatches(len(ds), tp["batch_size"], tp["seed"], step, iterations, rank, world),
         num_workers=tp["workers"], persistent_workers=False)
@@ -222,6 +238,7 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     start = time.perf_counter() - seconds
     bar = tqdm(total=iterations, initial=step, desc=f"train {name}", unit="step", disable=rank != 0)
     for batch in loader:
+        trainee.phase = "judge" if step < judge_steps else "main"
         batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
         torch.manual_seed(tp["seed"] * 1_000_003 + step)   # dropout, GAN noise: from (seed, step)
         if critic is not None:             # one critic step before each generator step

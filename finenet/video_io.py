@@ -2,18 +2,38 @@
 time on each side, the input's audio carried over.
 
 - ``VideoSource``: opens and checks the input (one-line ``FineNetError`` for a missing, empty, or
-  undecodable file, no video stream, no frames), then yields RGB uint8 frames one by one.
-- ``VideoSink``: H.264 (libx264, yuv420p, CRF 18) at the input's frame rate, one output frame per
-  input frame, timestamps 0, 1, 2, … in units of 1/fps (variable-rate input comes out constant
-  rate). yuv420p stores chroma at half resolution and so needs even sides: an odd width or height
-  is padded by repeating the last column / row (the output is then one pixel wider / taller).
-  The input's first audio stream is copied packet by packet (interleaved with the video by time);
-  when the output container cannot hold its codec, it is re-encoded to AAC instead.
+  undecodable file, no video stream, no frames), then yields ``Picture`` objects one by one: the
+  frame's planar YUV samples as decoded (``planes``, in the output's pixel format) and its RGB view
+  (``rgb``, what the deblurring works on; PyAV's default conversion, the same as decord's, which
+  the training data went through).
+- ``VideoSink``: H.264 (libx264) in the input's own pixel format where libx264 writes it
+  (yuv420p, yuv422p, yuv444p; yuvj* as the matching yuv* tagged full range), else the closest
+  8-bit one (``output_layout``; a note says so), with the input's colour tags (range, matrix,
+  primaries, transfer). x264 CRF ``DEFAULT_CRF`` unless told otherwise; ``lossless`` (and CRF 0,
+  which x264 treats the same at 8 bits) is x264 qp 0: mathematically lossless in the output
+  pixel format. One output frame per input frame,
+  timestamps 0, 1, 2, … in units of 1/fps (variable-rate input comes out constant rate).
+  Chroma subsampled by 2 needs an even side: an odd width (4:2:0, 4:2:2) or height (4:2:0) is
+  padded by repeating the last column / row (the output is then one pixel wider / taller); 4:4:4
+  is never padded. The input's first audio stream is copied packet by packet (interleaved with
+  the video by time); when the output container cannot hold its codec, it is re-encoded to AAC.
+
+Untouched pixels are bit-exact: ``VideoSink.write(picture)`` encodes the decoded planes as they
+are; ``write(picture, image, rect)`` changes only the pixels of ``rect`` whose RGB differs from the
+picture's, by the YUV difference of the RGB change (``yuv + M (rgb_new - rgb_old)``, M the
+stream's BT.601/709/... matrix in its range; 4:2:0 / 4:2:2 chroma by the mean change over the
+samples it covers; where the decoded colour lies outside the RGB cube, the change is measured from
+that colour, not from its clipped RGB). Converting the whole RGB frame back instead would round
+every pixel again, and PyAV's default 4:2:0 -> RGB conversion is off by up to ~3 levels (a ~1 level
+mean bias), which an absolute RGB -> YUV conversion would bake into the output; the difference
+form cancels it.
 """
 
 from __future__ import annotations
 
+import math
 import sys
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +43,71 @@ from .data.video import _check_riff_size, _first_line
 from .errors import FineNetError
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-X264_OPTIONS = {"crf": "18", "preset": "medium"}
+
+# ------------------------------------------------------------------------- encoder settings
+# x264 CRF when none is given. 0 is mathematically lossless at 8 bits (x264 turns CRF 0 into qp 0;
+# written as qp 0 here). benchmarks/bench_encode.py: on real clips every CRF above 0 costs the
+# untouched pixels of a near-lossless (53.5 dB) input 1.5-8 dB (CRF 1) to 9-17 dB (CRF 18), against
+# a budget of 0.2 dB; lossless files are 7-20x the size of CRF 18 ones.
+DEFAULT_CRF = 0
+DEFAULT_PRESET = "medium"
+CRF_MAX = 51              # x264's CRF scale, 8-bit: 0 (best) .. 51 (worst)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+                "veryslow", "placebo")
+
+# The 8-bit planar YUV formats libx264 writes, and the full-range (JPEG) aliases that map to them.
+WRITABLE = ("yuv420p", "yuv422p", "yuv444p")
+FULL_RANGE_ALIASES = {"yuvj420p": "yuv420p", "yuvj422p": "yuv422p", "yuvj444p": "yuv444p"}
+
+# FFmpeg's AVColorRange / AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic values
+RANGE_UNSPECIFIED, RANGE_LIMITED, RANGE_FULL = 0, 1, 2
+SPC_BT709, SPC_UNSPECIFIED = 1, 2
+# (Kr, Kb) of each YCbCr matrix swscale implements; anything else it decodes as BT.601
+KR_KB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 6: (0.299, 0.114),
+         7: (0.212, 0.087), 9: (0.2627, 0.0593)}
+MATRIX_NAMES = {1: "BT.709", 4: "FCC", 5: "BT.601", 6: "BT.601", 7: "SMPTE 240M", 9: "BT.2020"}
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """x264 rate control: ``crf`` (0..51) or ``lossless`` (qp 0), and the ``preset``."""
+
+    crf: float = DEFAULT_CRF
+    lossless: bool = False
+    preset: str = DEFAULT_PRESET
+
+    @property
+    def is_lossless(self) -> bool:
+        return self.lossless or self.crf == 0
+
+    def options(self) -> dict:
+        rate = {"qp": "0"} if self.is_lossless else {"crf": f"{self.crf:g}"}
+        return {**rate, "preset": self.preset}
+
+    def describe(self) -> dict:
+        return {"crf": None if self.lossless else self.crf, "lossless": self.is_lossless,
+                "preset": self.preset}
+
+
+def parse_encoding(crf=None, lossless: bool = False, preset: str | None = None) -> Encoding:
+    """``Encoding`` from the CLI's values; a one-line ``FineNetError`` naming the bad option."""
+    value = DEFAULT_CRF
+    if crf is not None:
+        try:
+            value = float(crf)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not 0 <= value <= CRF_MAX:            # also NaN
+            raise FineNetError("--crf", f"must be a number from 0 (lossless) to {CRF_MAX} (worst), "
+                                        f"got {crf!r}")
+        if lossless and value != 0:
+            raise FineNetError("--lossless", f"cannot be combined with --crf {crf} (lossless is "
+                                             f"x264 qp 0)")
+    preset = DEFAULT_PRESET if preset is None else preset
+    if preset not in X264_PRESETS:
+        raise FineNetError("--preset", f"unknown x264 preset {preset!r} "
+                                       f"(use {', '.join(X264_PRESETS)})")
+    return Encoding(int(value) if float(value).is_integer() else value, bool(lossless), preset)
 
 
 def _av():
@@ -34,8 +118,145 @@ def _av():
     return av
 
 
+# ---------------------------------------------------------------------------- pixel layout
+
+@dataclass(frozen=True)
+class Layout:
+    """The output's pixel format and colour tags, and how a decoded frame's planes are made.
+
+    ``source``: "native" (the decoded planes as they are), "reformat" (swscale to ``pix_fmt``, same
+    range and matrix: other subsamplings, packings), "depth" (planar YUV of 9-16 bits with the
+    output's subsampling: each sample rounded to 8 bits), "rgb" (an RGB or palette input,
+    converted with ``rgb_to_planes``), "gray" (the gray plane as full-range luma, neutral chroma).
+    """
+
+    pix_fmt: str
+    color_range: int = RANGE_UNSPECIFIED      # tag written; full range iff RANGE_FULL
+    colorspace: int = SPC_UNSPECIFIED
+    color_primaries: int = 2
+    color_trc: int = 2
+    source: str = "native"
+    input_pix_fmt: str = ""
+
+    @property
+    def full_range(self) -> bool:
+        return self.color_range == RANGE_FULL
+
+    @property
+    def shift(self) -> tuple[int, int]:
+        """(log2 horizontal, log2 vertical) chroma subsampling."""
+        return {"yuv420p": (1, 1), "yuv422p": (1, 0), "yuv444p": (0, 0)}[self.pix_fmt]
+
+    def padded_size(self, width: int, height: int) -> tuple[int, int]:
+        sx, sy = self.shift
+        return width + (width % 2 if sx else 0), height + (height % 2 if sy else 0)
+
+    def chroma_size(self, width: int, height: int) -> tuple[int, int]:
+        sx, sy = self.shift
+        return -(-width // (1 << sx)), -(-height // (1 << sy))
+
+    @property
+    def matrix_name(self) -> str:
+        return MATRIX_NAMES.get(self.colorspace, "BT.601")
+
+    def describe(self) -> str:
+        return f"{self.pix_fmt} ({'full' if self.full_range else 'limited'} range, {self.matrix_name})"
+
+    def yuv_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """(3x3 matrix taking RGB in 0..255 to Y, Cb, Cr sample units, offsets): swscale's."""
+        kr, kb = KR_KB.get(self.colorspace, KR_KB[5])
+        kg = 1 - kr - kb
+        m = np.array([[kr, kg, kb],
+                      [-kr / (2 * (1 - kb)), -kg / (2 * (1 - kb)), 0.5],
+                      [0.5, -kg / (2 * (1 - kr)), -kb / (2 * (1 - kr))]])
+        if self.full_range:
+            scale, offset = np.array([255.0, 255, 255]), np.array([0.0, 128, 128])
+        else:
+            scale, offset = np.array([219.0, 224, 224]), np.array([16.0, 128, 128])
+        return (m * (scale / 255)[:, None]).astype(np.float32), offset.astype(np.float32)
+
+    def subsample(self, chroma: np.ndarray) -> np.ndarray:
+        """Mean over the luma samples each chroma sample covers (an odd last row / column: its own)."""
+        sx, sy = self.shift
+        if not (sx or sy):
+            return chroma
+        fy, fx = 1 << sy, 1 << sx
+        h, w = chroma.shape
+        chroma = np.pad(chroma, ((0, -h % fy), (0, -w % fx)), mode="edge")
+        return chroma.reshape(chroma.shape[0] // fy, fy, chroma.shape[1] // fx, fx).mean((1, 3))
+
+    def rgb_to_planes(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The whole (H,W,3) uint8 RGB frame as (Y, Cb, Cr) uint8 planes (unpadded)."""
+        m, offset = self.yuv_matrix()
+        yuv = rgb.astype(np.float32) @ m.T + offset
+        return tuple(_to_u8(p) for p in (yuv[..., 0], self.subsample(yuv[..., 1]),
+                                         self.subsample(yuv[..., 2])))
+
+
+def _to_u8(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def _subsampling(fmt) -> tuple[int, int]:
+    return (int(round(math.log2(16 / fmt.chroma_width(16)))),
+            int(round(math.log2(16 / fmt.chroma_height(16)))))
+
+
+def output_layout(frame) -> tuple[Layout, str | None]:
+    """(the output's ``Layout`` for a stream whose first decoded frame is ``frame``, a note when
+    its pixel format cannot be kept)."""
+    fmt = frame.format
+    name = fmt.name
+    tags = dict(colorspace=int(frame.colorspace), color_primaries=int(frame.color_primaries),
+                color_trc=int(frame.color_trc), input_pix_fmt=name)
+    rng = int(frame.color_range)
+    if name in WRITABLE:
+        return Layout(name, color_range=rng, **tags), None
+    if name in FULL_RANGE_ALIASES:
+        return Layout(FULL_RANGE_ALIASES[name], color_range=RANGE_FULL, **tags), None
+    why = f"pixel format '{name}' is not 8-bit yuv420p/yuv422p/yuv444p"
+    if fmt.is_rgb or fmt.has_palette or fmt.is_bayer:
+        tags.update(colorspace=SPC_BT709)
+        layout = Layout("yuv444p", color_range=RANGE_FULL, source="rgb", **tags)
+        return layout, f"{why}; written as {layout.describe()}, converted from its RGB"
+    luma = [c for c in fmt.components if not c.is_alpha]
+    if len(luma) == 1:
+        layout = Layout("yuv420p", color_range=RANGE_FULL, source="gray", **tags)
+        return layout, (f"{why}; written as {layout.describe()}: the gray samples as full-range luma "
+                        f"(8-bit), neutral chroma")
+    sx, sy = _subsampling(fmt)
+    target = "yuv420p" if sx and sy else "yuv422p" if sx else "yuv444p"
+    full = rng == RANGE_FULL or name.startswith("yuvj")
+    bits = max(c.bits for c in fmt.components)
+    same_planes = (fmt.is_planar and not fmt.is_big_endian and 8 < bits <= 16 and
+                   Layout(target).shift == (sx, sy))
+    layout = Layout(target, color_range=RANGE_FULL if full else rng,
+                    source="depth" if same_planes else "reformat", **tags)
+    detail = [f"{bits}-bit samples rounded to 8" if bits > 8 else "",
+              "alpha dropped" if len(luma) < len(fmt.components) else ""]
+    detail = "; ".join(d for d in detail if d)
+    return layout, f"{why}; written as {layout.describe()}" + (f" ({detail})" if detail else "")
+
+
+# ------------------------------------------------------------------------------------ source
+
+@dataclass(eq=False)
+class Picture:
+    """One decoded frame: its YUV ``planes`` in the output layout (Y at (H,W), chroma at the
+    subsampled size, unpadded, uint8) and its (H,W,3) uint8 ``rgb`` view."""
+
+    index: int
+    rgb: np.ndarray
+    planes: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _plane_arrays(frame, count: int = 3) -> tuple[np.ndarray, ...]:
+    return tuple(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, :p.width].copy()
+                 for p in frame.planes[:count])
+
+
 class VideoSource:
-    """The first video stream of ``path``, decoded frame by frame."""
+    """The first video stream of ``path``, decoded frame by frame into ``Picture`` objects."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -59,45 +280,70 @@ class VideoSource:
         self.frames_hint = int(self._stream.frames or 0)   # 0 when the container does not say
         self.has_audio = bool(self._container.streams.audio)
         self.count = 0
+        self.layout: Layout | None = None
+        self.note: str | None = None                       # set when the pixel format changes
         self._frames = self._decode()
         self._first = next(self._frames, None)             # a video with no frames fails here,
         if self._first is None:                            # before any output is written
             self.close()
             raise FineNetError(self.path, "video has no frames")
-        self.height, self.width = self._first.shape[:2]
+        self.height, self.width = self._first.rgb.shape[:2]
+
+    @property
+    def pix_fmt(self) -> str:
+        return self.layout.input_pix_fmt
 
     def _decode(self):
         av = _av()
+        index = 0
         try:
             for frame in self._container.decode(self._stream):
-                yield frame.to_ndarray(format="rgb24")
+                if self.layout is None:
+                    self.layout, self.note = output_layout(frame)
+                    self._size = (frame.width, frame.height)
+                elif (frame.width, frame.height) != self._size:
+                    raise FineNetError(self.path, f"the frame size changes at frame {index} "
+                                                  f"({self._size[0]}x{self._size[1]} to "
+                                                  f"{frame.width}x{frame.height})")
+                rgb = frame.to_ndarray(format="rgb24")
+                yield Picture(index, rgb, self._planes(frame, rgb))
+                index += 1
         except (av.FFmpegError, ValueError) as exc:
             raise FineNetError(self.path, f"truncated or corrupt video: decoding failed after frame "
                                           f"{self.count} ({_first_line(exc)})") from None
+
+    def _planes(self, frame, rgb: np.ndarray) -> tuple[np.ndarray, ...]:
+        layout = self.layout
+        if layout.source == "native" and frame.format.name in (layout.pix_fmt, layout.input_pix_fmt):
+            return _plane_arrays(frame)
+        if layout.source == "rgb":
+            return layout.rgb_to_planes(rgb)
+        if layout.source == "gray":
+            luma = _plane_arrays(frame.reformat(format="gray", dst_color_range=RANGE_FULL), 1)[0]
+            cw, ch = layout.chroma_size(frame.width, frame.height)
+            neutral = np.full((ch, cw), 128, np.uint8)
+            return luma, neutral, neutral.copy()
+        if layout.source == "depth" and frame.format.name == layout.input_pix_fmt:
+            bits = max(c.bits for c in frame.format.components)
+            half, shift = 1 << (bits - 9), bits - 8
+            return tuple(np.minimum((np.frombuffer(p, "<u2").reshape(p.height, p.line_size // 2)
+                                     [:, :p.width].astype(np.uint32) + half) >> shift, 255)
+                         .astype(np.uint8) for p in frame.planes[:3])
+        rng = RANGE_FULL if layout.full_range else RANGE_LIMITED
+        return _plane_arrays(frame.reformat(format=layout.pix_fmt, src_color_range=rng,
+                                            dst_color_range=rng))
 
     def __iter__(self):
         first, self._first = self._first, None
         if first is not None:
             self.count += 1
             yield first
-        for frame in self._frames:
+        for picture in self._frames:
             self.count += 1
-            yield frame
+            yield picture
 
     def close(self) -> None:
         self._container.close()
-
-
-def even_size(width: int, height: int) -> tuple[int, int]:
-    return width + width % 2, height + height % 2
-
-
-def pad_even(frame: np.ndarray) -> np.ndarray:
-    """Repeat the last row / column when a side is odd (yuv420p needs even sides)."""
-    h, w = frame.shape[:2]
-    if h % 2 or w % 2:
-        frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    return frame
 
 
 def output_format(path) -> str:
@@ -109,21 +355,36 @@ def output_format(path) -> str:
     return fmt
 
 
+# -------------------------------------------------------------------------------------- sink
+
 class VideoSink:
-    """Encode RGB frames to ``path`` (container from ``fmt``), copying ``audio_from``'s audio."""
+    """Encode frames to ``path`` (container from ``fmt``) in ``layout`` (default: yuv420p,
+    limited range, untagged) with ``encoding`` (default: CRF ``DEFAULT_CRF``), copying
+    ``audio_from``'s audio."""
 
     def __init__(self, path, width: int, height: int, fps: Fraction, fmt: str,
-                 audio_from: Path | None = None, notify=None):
+                 audio_from: Path | None = None, notify=None, *, layout: Layout | None = None,
+                 encoding: Encoding | None = None):
         av = _av()
         self.fps = Fraction(fps)
         self.count = 0
+        self.width, self.height = width, height
+        self.layout = layout or Layout("yuv420p")
+        self.encoding = encoding or Encoding()
         self.audio_mode = None          # None, "copy" or "aac"
+        self._matrix, self._offset = self.layout.yuv_matrix()
+        self._inverse = np.linalg.inv(self._matrix).astype(np.float32)
         self._container = av.open(str(path), "w", format=fmt)
         self._video = self._container.add_stream("libx264", rate=self.fps)
-        self._video.width, self._video.height = even_size(width, height)
-        self._video.pix_fmt = "yuv420p"
-        self._video.options = dict(X264_OPTIONS)
-        self._video.codec_context.time_base = 1 / self.fps
+        self._video.width, self._video.height = self.layout.padded_size(width, height)
+        self._video.pix_fmt = self.layout.pix_fmt
+        self._video.options = self.encoding.options()
+        cc = self._video.codec_context
+        cc.time_base = 1 / self.fps
+        cc.color_range = self.layout.color_range
+        cc.colorspace = self.layout.colorspace
+        cc.color_primaries = self.layout.color_primaries
+        cc.color_trc = self.layout.color_trc
         self._audio_in = self._audio_out = self._audio_packets = None
         if audio_from is not None:
             self._open_audio(audio_from, fmt, notify or (lambda msg: print(msg, file=sys.stderr)))
@@ -184,9 +445,63 @@ class VideoSink:
                     self._container.mux(out)
 
     # ------------------------------------------------------------------------------------ video
-    def write(self, frame: np.ndarray) -> None:
+    def write(self, picture, image: np.ndarray | None = None, rect=None) -> None:
+        """Encode one frame: ``picture``'s planes as decoded, or with the pixels of ``rect``
+        (y0, y1, x0, x1) that ``image`` (the full RGB frame) changes from ``picture.rgb`` replaced.
+        A bare (H,W,3) RGB array is converted whole."""
+        if isinstance(picture, np.ndarray):
+            planes = self.layout.rgb_to_planes(picture)
+        elif image is None or rect is None:
+            planes = picture.planes
+        else:
+            planes = self.changed_planes(picture, image, rect)
+        self._encode(planes)
+
+    def changed_planes(self, picture: Picture, image: np.ndarray, rect) -> tuple[np.ndarray, ...]:
+        """``picture.planes`` plus the YUV difference of ``image - picture.rgb`` inside ``rect``;
+        a pixel (chroma sample) whose RGB (whose covered pixels' RGB) did not change keeps its
+        decoded value exactly."""
+        h, w = picture.rgb.shape[:2]
+        sx, sy = self.layout.shift
+        fx, fy = 1 << sx, 1 << sy
+        y0, y1, x0, x1 = (int(v) for v in rect)
+        y0, x0 = max(0, y0) // fy * fy, max(0, x0) // fx * fx     # whole chroma samples
+        y1, x1 = min(h, -(-y1 // fy) * fy), min(w, -(-x1 // fx) * fx)
+        if y0 >= y1 or x0 >= x1:
+            return picture.planes
+        old = picture.rgb[y0:y1, x0:x1]
+        delta = image[y0:y1, x0:x1].astype(np.float32) - old
+        changed = delta.any(-1)
+        if not changed.any():
+            return picture.planes
+        cy0, cy1, cx0, cx1 = y0 // fy, -(-y1 // fy), x0 // fx, -(-x1 // fx)
+        if ((old == 0) | (old == 255))[changed].any():
+            # a decoded colour outside the RGB cube was clipped in ``old``: measure the change from
+            # the colour the samples really hold there, or the clipped part would come back
+            luma, cb, cr = picture.planes
+            yuv = np.stack([luma[y0:y1, x0:x1]] + [
+                np.repeat(np.repeat(p[cy0:cy1, cx0:cx1], fy, 0), fx, 1)[:y1 - y0, :x1 - x0]
+                for p in (cb, cr)], -1).astype(np.float32)
+            true = (yuv - self._offset) @ self._inverse.T
+            delta -= (true - np.clip(true, 0, 255)) * changed[..., None]
+        dyuv = delta @ self._matrix.T                          # exactly 0 where nothing changed
+        luma, cb, cr = (p.copy() for p in picture.planes)
+        luma[y0:y1, x0:x1] = _to_u8(luma[y0:y1, x0:x1] + dyuv[..., 0])
+        for plane, c in ((cb, 1), (cr, 2)):
+            plane[cy0:cy1, cx0:cx1] = _to_u8(plane[cy0:cy1, cx0:cx1] +
+                                             self.layout.subsample(dyuv[..., c]))
+        return luma, cb, cr
+
+    def _encode(self, planes) -> None:
         av = _av()
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(pad_even(frame)), format="rgb24")
+        width, height = self._video.width, self._video.height
+        vf = av.VideoFrame(width, height, self.layout.pix_fmt)
+        for plane, data in zip(vf.planes, planes):
+            h, w = plane.height, plane.width
+            if data.shape != (h, w):           # an odd side of a subsampled format: repeat the last
+                data = np.pad(data, ((0, h - data.shape[0]), (0, w - data.shape[1])), mode="edge")
+            np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w] = data
+        vf.color_range, vf.colorspace = self.layout.color_range, self.layout.colorspace
         vf.pts, vf.time_base = self.count, 1 / self.fps
         for packet in self._video.encode(vf):
             self._container.mux(packet)

@@ -381,7 +381,7 @@ PARAM_CASES = [
     (lambda r: set_key(r, "data.embedded.enabled", "no"), "data.embedded.enabled: 'no' is not of type 'boolean'"),
     (lambda r: set_key(r, "data.voxceleb.root", 5), "data.voxceleb.root: 5 is not of type"),
     (lambda r: set_key(r, "data.vw300.test_videos", -3), "data.vw300.test_videos: -3 is less than the minimum"),
-    (lambda r: set_key(r, "blur.kernel_size", [3]), "blur.kernel_size: [3] is too short"),
+    (lambda r: set_key(r, "blur.line.kernel_size", [3]), "blur.line.kernel_size: [3] is too short"),
     (lambda r: set_key(r, "landmarks.detector", "mtcnn"), "landmarks.detector: 'mtcnn' is not one of"),
     (lambda r: set_key(r, "seed", "2026"), "seed: '2026' is not of type 'integer'"),
     (lambda r: set_key(r, "data.cropsize", 96), "unknown key 'data.cropsize'"),

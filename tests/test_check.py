@@ -10,27 +10,27 @@ from finenet.params import load_params, ROOT
 
 def metrics(finenet_psnr=30.0, blurry_psnr=27.0, nme=0.05):
     return {"embedded_test": {
-        "blurry": {"frames": 10, "psnr_all": blurry_psnr, "ssim_all": 0.85, "nme": nme, "psnr_sharp": 60.0},
-        "finenet/late": {"frames": 10, "psnr_all": finenet_psnr, "ssim_all": 0.9, "nme": nme},
+        "blurry": {"frames": 10, "psnr_blurred": blurry_psnr, "ssim_blurred": 0.85, "nme": nme, "psnr_sharp": 60.0},
+        "finenet/late": {"frames": 10, "psnr_blurred": finenet_psnr, "ssim_blurred": 0.9, "nme": nme},
     }}
 
 
 def test_within_tolerance_passes_and_only_checked_metrics_count():
     ref = metrics()
     got = metrics(finenet_psnr=30.2)
-    got["embedded_test"]["blurry"]["psnr_sharp"] = 12.0     # not a checked metric
-    tol = {"embedded_test finenet/late psnr_all": 0.3}
+    got["embedded_test"]["blurry"]["psnr_all"] = 12.0       # not a checked metric
+    tol = {"embedded_test finenet/late psnr_blurred": 0.3}
     assert check.compare(got, ref, tol) == []
 
 
 def test_drift_is_one_readable_line_per_metric_worst_first():
     ref = metrics()
     got = metrics(finenet_psnr=29.0, blurry_psnr=27.2)
-    tol = {"embedded_test finenet/late psnr_all": 0.3}      # blurry psnr falls back to the 0.05 floor
+    tol = {"embedded_test finenet/late psnr_blurred": 0.3}      # blurry psnr falls back to the 0.05 floor
     problems = check.compare(got, ref, tol)
     assert problems == [
-        "embedded_test blurry psnr_all: 27.2000, reference 27.0000 (+0.2000, tolerance ±0.0500)",
-        "embedded_test finenet/late psnr_all: 29.0000, reference 30.0000 (-1.0000, tolerance ±0.3000)",
+        "embedded_test blurry psnr_blurred: 27.2000, reference 27.0000 (+0.2000, tolerance ±0.0500)",
+        "embedded_test finenet/late psnr_blurred: 29.0000, reference 30.0000 (-1.0000, tolerance ±0.3000)",
     ]
 
 
@@ -38,10 +38,10 @@ def test_missing_extra_and_nan_metrics_are_drift():
     ref = metrics()
     got = metrics(nme=float("nan"))
     del got["embedded_test"]["finenet/late"]
-    got["embedded_test"]["edvr"] = {"psnr_all": 28.0}
+    got["embedded_test"]["edvr"] = {"psnr_blurred": 28.0}
     problems = "\n".join(check.compare(got, ref, {}))
-    assert "finenet/late psnr_all: missing from this run" in problems
-    assert "edvr psnr_all: not in the reference" in problems
+    assert "finenet/late psnr_blurred: missing from this run" in problems
+    assert "edvr psnr_blurred: not in the reference" in problems
     assert "blurry nme: nan" in problems
 
 
@@ -49,9 +49,9 @@ def test_tolerance_is_k_standard_deviations_with_floors():
     runs = [metrics(finenet_psnr=p) for p in (30.0, 30.2, 29.8, 30.0)]
     tol = check.tolerances(runs)
     sd = 0.16329931618554536          # sample standard deviation of 30.0, 30.2, 29.8, 30.0
-    assert tol["embedded_test finenet/late psnr_all"] == pytest.approx(round(check.K * sd, 4))
-    assert tol["embedded_test blurry psnr_all"] == check.FLOORS["psnr"]      # no spread: the floor
-    assert tol["embedded_test blurry ssim_all"] == check.FLOORS["ssim"]
+    assert tol["embedded_test finenet/late psnr_blurred"] == pytest.approx(round(check.K * sd, 4))
+    assert tol["embedded_test blurry psnr_blurred"] == check.FLOORS["psnr"]      # no spread: the floor
+    assert tol["embedded_test blurry ssim_blurred"] == check.FLOORS["ssim"]
 
 
 def test_ci_profile_is_a_valid_smaller_pipeline():

@@ -4,9 +4,14 @@ architectures saved as a checkpoint folder.
 
 Checked: frame count, frame rate and size are kept; the audio comes along (copied, or re-encoded
 to AAC when the output container cannot hold it); frames without a face come out as they went in
-and pixels far from the face are not touched (up to the codec's error); the face region changes;
-the streaming buffer does not grow with the video's length; every bad input is one line, exit
-status 2, and leaves neither an output nor a temporary file.
+and pixels far from the face are not touched (bit-exactly with --lossless); the face region
+changes; the input's pixel format is kept (or the closest one named in a note), padded only
+where its chroma subsampling needs it; --crf sets the size; the streaming buffer does not grow
+with the video's length; every bad input (a bad --crf too) is one line, exit status 2, and leaves
+neither an output nor a temporary file.
+
+(The encoder options reach ``run`` through ``finenet.cli``, which passes
+``deblur.encode_options(args)``.)
 """
 
 from __future__ import annotations
@@ -214,16 +219,87 @@ def test_audio_that_mp4_cannot_hold_is_reencoded_to_aac(tmp_path, main_clip, sma
     assert any("re-encoded to AAC" in ln and str(src) in ln for ln in err), err
 
 
-def test_odd_frame_size_is_padded_by_one_repeated_row_and_column(tmp_path, carphone, small, encode):
+def odd_frames(carphone) -> np.ndarray:
     src = carphone[40:46, :143]                                  # 143 rows ...
-    src = np.concatenate([src, src[:, :, -1:]], axis=2)          # ... and 177 columns
-    video = encode(tmp_path / "odd.mkv", src, codec="ffv1", pix_fmt="bgr0")
+    return np.concatenate([src, src[:, :, -1:]], axis=2)         # ... and 177 columns
+
+
+def test_odd_yuv420p_is_padded_by_one_repeated_row_and_column(tmp_path, carphone, small, encode, capfd):
+    video = encode(tmp_path / "odd.mkv", odd_frames(carphone), codec="ffv1", pix_fmt="yuv420p")
     out = tmp_path / "odd_sharp.mkv"
+    capfd.readouterr()
     summary = deblur.run(small["params"], video, out, small["models"], "cpu", progress=False)
+    err = rendered_lines(capfd.readouterr().err)
     assert summary["size"] == [177, 143] and summary["output_size"] == [178, 144]
+    assert summary["input_pix_fmt"] == summary["pix_fmt"] == "yuv420p"
+    assert summary["crf"] == deblur.DEFAULT_CRF and summary["preset"] == deblur.DEFAULT_PRESET
+    assert err == [f"finenet: note: {video}: 177x143 padded to 178x144 (yuv420p needs an even width "
+                   f"and height; last column/row repeated)"], err
     frames, _ = read_video(out)
     assert frames.shape == (6, 144, 178, 3)
     assert np.abs(frames[:, :, -1].astype(int) - frames[:, :, -2]).mean() < 3   # a repeated column
+
+
+def test_rgb_input_becomes_unpadded_yuv444p_with_one_note(tmp_path, carphone, small, encode, capfd):
+    video = encode(tmp_path / "odd.mkv", odd_frames(carphone), codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "odd_sharp.mp4"
+    capfd.readouterr()
+    summary = deblur.run(small["params"], video, out, small["models"], "cpu", progress=False)
+    err = rendered_lines(capfd.readouterr().err)
+    assert summary["size"] == summary["output_size"] == [177, 143]       # 4:4:4: no padding
+    assert (summary["input_pix_fmt"], summary["pix_fmt"], summary["color_range"]) == \
+        ("bgr0", "yuv444p", "full")
+    assert len(err) == 1 and err[0].startswith(f"finenet: note: {video}: pixel format 'bgr0'") \
+        and "yuv444p" in err[0], err
+    assert probe(out)["size"] == (177, 143)
+
+
+@pytest.fixture(scope="module")
+def yuv444_clip(tmp_path_factory, carphone, encode):
+    """6 carphone frames then 7 black ones (they pass through), yuv444p, mathematically lossless."""
+    frames = np.concatenate([carphone[30:36], np.zeros((7,) + carphone.shape[1:], np.uint8)])
+    return encode(tmp_path_factory.mktemp("yuv444") / "talk444.mp4", frames, pix_fmt="yuv444p",
+                  options={"qp": "0"})
+
+
+def decoded_planes(path: Path) -> list:
+    from finenet.video_io import VideoSource
+
+    video = VideoSource(path)
+    planes = [p.planes for p in video]
+    video.close()
+    return planes
+
+
+def test_lossless_keeps_yuv444p_and_untouched_pixels_bit_exact(yuv444_clip, small, tmp_path, capfd):
+    out = tmp_path / "sharp444.mp4"
+    capfd.readouterr()
+    rc = main(["deblur", str(yuv444_clip), "-o", str(out), "--checkpoint", str(small["models"]),
+               "--params", str(small["params_file"]), "--lossless"])
+    assert rc == 0 and rendered_lines(capfd.readouterr().err) == []
+    import av
+
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "yuv444p"
+    before, after = decoded_planes(yuv444_clip), decoded_planes(out)
+    assert len(after) == len(before) == 13
+    for t in range(6, 13):                                      # no face: the decoded input exactly
+        assert all(np.array_equal(a, b) for a, b in zip(before[t], after[t])), t
+    for t in range(6):                          # the face changes; the samples it leaves are exact
+        same = before[t][0] == after[t][0]
+        assert 0.2 < same.mean() < 0.9, same.mean()
+        assert same[:, :20].all() and same[:, -20:].all()      # far from the face
+
+
+def test_crf_sets_the_file_size(yuv444_clip, small, tmp_path):
+    sizes = {}
+    for crf in ("4", "30"):
+        out = tmp_path / f"crf{crf}.mkv"
+        assert main(["deblur", str(yuv444_clip), "-o", str(out), "--checkpoint", str(small["models"]),
+                     "--params", str(small["params_file"]), "--crf", crf, "--preset", "ultrafast"]) == 0
+        sizes[crf] = out.stat().st_size
+        assert probe(out)["frames"] == 13
+    assert sizes["4"] > 2 * sizes["30"], sizes
 
 
 def test_streaming_buffer_does_not_grow_with_length(tmp_path, carphone, small, encode):
@@ -314,12 +390,18 @@ def _bad_input(kind: str, tmp: Path, small: dict, carphone, encode) -> tuple[lis
                 f"trained with extract_blocks=1, profile 'embedded' gives extract_blocks=2")
     if kind == "no_gpu":
         return [str(good), "--device", "cuda"], "--device: CUDA requested but no GPU is available"
+    if kind in ("negative_crf", "crf_over_51", "crf_not_a_number"):
+        crf = {"negative_crf": "-1", "crf_over_51": "52", "crf_not_a_number": "high"}[kind]
+        return ([str(good), "--crf", crf],
+                f"--crf: must be a number from 0 (lossless) to 51 (worst), got '{crf}'")
+    if kind == "lossless_and_crf":
+        return [str(good), "--crf", "18", "--lossless"], "--lossless: cannot be combined with --crf 18"
     raise AssertionError(kind)
 
 
 BAD = ["missing", "not_a_video", "audio_only", "zero_frames", "no_face", "unwritable_folder",
        "read_only_folder", "bad_container", "no_checkpoint", "missing_model", "garbage_model",
-       "other_profile", "no_gpu"]
+       "other_profile", "no_gpu", "negative_crf", "crf_over_51", "crf_not_a_number", "lossless_and_crf"]
 
 
 @pytest.mark.parametrize("kind", BAD)

@@ -3,6 +3,7 @@
 import logging
 
 import pytest
+import numpy as np
 import torch
 
 from finenet.models import ARCHS, build
@@ -164,5 +165,72 @@ def test_finenet_combines_both_branches(window, fusion):
     out = model(frames, heat)
     assert set(out) == {"predeblur", "enhance", "interp", "output"}
     assert all(v.shape == (2, 3, 32, 32) for v in out.values())
-    if fusion == "late":   # zero-initialised tail: starts as the average of the two branches
-        assert torch.allclose(out["output"], (out["enhance"] + out["interp"]) / 2, atol=1e-6)
+    if fusion == "late":   # zero-initialised tail: starts as the average of the two branches,
+        k = 0.05           # with keep_init of the input frame t
+        start = (1 - k) * (out["enhance"] + out["interp"]) / 2 + k * frames[:, 2]
+        assert torch.allclose(out["output"], start, atol=1e-5)
+        assert not torch.allclose(out["output"], (out["enhance"] + out["interp"]) / 2, atol=1e-4)
+
+
+def test_late_fusion_keep_gate_returns_the_input_exactly():
+    """Do no harm: with the keep logit saturated, the combiner gives back frame t bit for bit,
+    whatever the branches say; with it closed, the branches' blend; and the logit's loss pulls it
+    towards "sharp" on sharp frames."""
+    g = torch.Generator().manual_seed(3)
+    e, i = (torch.rand(2, 3, 16, 16, generator=g) for _ in range(2))
+    window = torch.rand(2, 5, 3, 16, 16, generator=g)
+    x = window[:, 2]
+    late = build("combine_late", feat=4, blocks=1)
+    with torch.no_grad():
+        late.frame_keep.bias.fill_(100.0)
+        out, logit = late(e, i, window, with_logit=True)
+        assert torch.equal(out, x) and logit.shape == (2,)
+        late.frame_keep.bias.fill_(-100.0)
+        assert torch.allclose(late(e, i, window), (e + i) / 2, atol=1e-6)
+        late.frame_keep.bias.fill_(0.01)              # p(sharp) just above 0.5: soft in training,
+        assert not torch.equal(late(e, i, window), x)  # the decision (keep x exactly) in eval
+        assert torch.equal(late.eval()(e, i, window), x)
+        late.frame_keep.bias.fill_(-0.01)
+        assert torch.allclose(late(e, i, window), (e + i) / 2, atol=1e-6)
+        late.train().frame_keep.bias.fill_(0.0)
+    logit = late(e, i, window, with_logit=True)[1]
+    grad, = torch.autograd.grad(late.frame_loss(logit, torch.tensor([True, False])), late.frame_keep.bias)
+    assert torch.allclose(grad, torch.zeros(1), atol=1e-6)     # one sharp, one blurred: balanced at 0.5
+    grad, = torch.autograd.grad(late.frame_loss(late(e, i, window, with_logit=True)[1], torch.tensor([True, True])),
+                                late.frame_keep.bias)
+    assert grad.item() < 0                                     # gradient descent raises keep
+
+
+def test_sharpness_ranks_a_blurred_frame_below_its_sharp_original(carphone):
+    """The keep model's measures: a motion-blurred frame has less Laplacian energy than the frame
+    itself, and a sharp frame among blurred neighbours stands out (relative measure > 0)."""
+    from finenet.models.combine import sharpness
+    from finenet.ops.motion_blur import apply_kernel, motion_blur_kernel
+
+    sharp = carphone[10]
+    blurred = apply_kernel(sharp, motion_blur_kernel(7, 30, 0))
+    window = torch.from_numpy(np.stack([blurred, blurred, sharp, blurred, blurred])).permute(0, 3, 1, 2)[None] / 255
+    s = sharpness(window.float())[0]
+    assert s.shape == (5, 2) and (s[2] > s[0] + 0.5).all() and torch.allclose(s[0], s[1])
+    late = build("combine_late", feat=4, blocks=1)
+    with torch.no_grad():
+        late.frame_keep.weight.copy_(torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+        late.frame_keep.bias.zero_()
+    assert late.judge_logit(window.float()).item() > 0          # relative term alone: keep > 0.5
+
+
+def test_saved_model_bytes_depend_only_on_the_content(tmp_path):
+    """Two saves of the same weights give the same file (DVC and the training fingerprints hash the
+    bytes); a changed weight gives another file."""
+    from finenet.checkpoint import load_model, save_model
+
+    net = build("predeblur", **CFG)
+    a, b, c = tmp_path / "a.pt", tmp_path / "b" / "model.pt", tmp_path / "c.pt"
+    save_model(a, "predeblur", CFG, net, fingerprint="x")
+    save_model(b, "predeblur", CFG, net, fingerprint="x")
+    assert a.read_bytes() == b.read_bytes()
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] += 1e-3
+    save_model(c, "predeblur", CFG, net, fingerprint="x")
+    assert c.read_bytes() != a.read_bytes()
+    assert torch.equal(next(load_model(c).parameters()), next(net.parameters()))

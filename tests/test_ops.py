@@ -9,7 +9,8 @@ from skimage.transform import rotate
 
 from finenet.errors import FineNetError
 from finenet.face.heatmap import FLIP_68, render_heatmaps
-from finenet.ops.motion_blur import apply_kernel, motion_blur_kernel, sample_kernel_params
+from finenet.ops.degrade import sample_degradation
+from finenet.ops.motion_blur import apply_kernel, motion_blur_kernel
 from finenet.params import load_params, resolve
 
 RAW = yaml.safe_load(open("params.yaml"))
@@ -59,13 +60,15 @@ def test_apply_kernel_preserves_flat_images_and_blurs_edges():
 
 
 def test_kernel_sampling_mix_and_determinism():
-    cfg = {"p_sharp": 0.25, "kernel_size": [3, 11], "angle": [0, 360], "direction": [-1, 1]}
-    draws = [sample_kernel_params(np.random.default_rng(7), cfg) for _ in range(2)]
-    assert draws[0] == draws[1]
+    cfg = copy.deepcopy(RAW["blur"])
+    cfg.update(p_sharp=0.25, p_mild=0.0, families={"line": 1.0, "trajectory": 0.0})
+    cfg["line"].update(kernel_size=[3, 11], angle=[0, 360], direction=[-1, 1])
+    draws = [sample_degradation(np.random.default_rng(7), cfg) for _ in range(2)]
+    assert draws[0].params == draws[1].params and draws[0].length == draws[1].length
     rng = np.random.default_rng(0)
-    ks = np.array([sample_kernel_params(rng, cfg)[0] for _ in range(2000)])
+    ks = np.array([sample_degradation(rng, cfg).length for _ in range(2000)])
     assert abs(np.mean(ks == 1) - 0.25) < 0.04
-    assert set(ks[ks > 1]) <= {3, 5, 7, 9, 11} and (ks % 2 == 1).all()
+    assert set(ks[ks > 1]) == {3, 5, 7, 9, 11} and (ks % 2 == 1).all()
 
 
 def test_heatmap_peaks_at_landmarks():
@@ -93,7 +96,15 @@ def test_params_default_and_paper_profiles_validate():
     assert emb["profile"] == "embedded" and emb["data"]["embedded"]["enabled"]
     assert paper["data"]["crop_size"] == 256 and not paper["data"]["embedded"]["enabled"]
     assert paper["loader"]["num_frames"] == 5
-    assert paper["blur"] == emb["blur"]           # untouched sections come from the defaults
+    assert paper["landmarks"]["upsample"] == emb["landmarks"]["upsample"]   # untouched: the defaults
+    # the blur mix is the same; its lengths (pixels of the face crop) scale with the crop
+    assert paper["blur"]["p_sharp"] == emb["blur"]["p_sharp"] and paper["blur"]["noise"] == emb["blur"]["noise"]
+    ratio = paper["data"]["crop_size"] / emb["data"]["crop_size"]
+    for key in ("mild_length", "trajectory.length", "line.kernel_size"):
+        a, b = emb["blur"], paper["blur"]
+        for part in key.split("."):
+            a, b = a[part], b[part]
+        assert np.allclose(np.array(b) / np.array(a), ratio, rtol=0.2), key
 
 
 @pytest.mark.parametrize("edit,needle", [

@@ -140,3 +140,20 @@ def test_window_dataset_in_a_dataloader_with_workers(workdir):
     batches = list(loader)
     assert sum(len(b["clip"]) for b in batches) == len(ds)
     assert batches[0]["frames"].shape[1:] == (5, 3, 32, 32)
+
+
+def test_blurred_centres_serve_only_windows_whose_centre_was_blurred(workdir):
+    """The deblurring networks' windows (``train.sharp_centres``): every centre blurred, the
+    ``blurred`` flags match the blur stage's record, and no blurred centre is lost."""
+    path = workdir / "data/sets/embedded_test.h5"
+    every = WindowDataset(path, pad=True)
+    blurred = WindowDataset(path, pad=True, blurred_centres=True)
+    with h5py.File(path, "r") as f:
+        kernel = {c: f[c]["kernel"][:, 0] for c in f}
+    assert {(c, t) for c, t in every.index if kernel[c][t] > 1} == set(blurred.index)
+    assert len(blurred) < len(every)                    # the mix leaves some frames sharp
+    for i in range(len(blurred)):
+        item = blurred[i]
+        ids = np.clip(np.arange(item["t"] - 2, item["t"] + 3), 0, len(kernel[item["clip"]]) - 1)
+        assert item["blurred"].tolist() == (kernel[item["clip"]][ids] > 1).tolist()
+        assert bool(item["blurred"][2])

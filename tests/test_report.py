@@ -152,22 +152,22 @@ def test_outputs_exist(built):
 
 def test_table1_means_and_paper_columns(built):
     md = (built / "reports/tables/table1.md").read_text()
-    assert md_column(md, "`finenet/late`", "`vw300_test` all frames") == "34.75 / 0.9600"
+    assert md_column(md, "`finenet/late`", "`vw300_test` sharp (k=1)") == "33.50 / 0.9600"
     assert md_column(md, "`finenet/late`", "`vw300_test` blurred (k>1)") == "35.17 / 0.9600"
-    assert md_column(md, "`enhance/full`", "`vw300_test` all frames") == "33.50 / 0.9500"
+    assert md_column(md, "`enhance/full`", "`vw300_test` sharp (k=1)") == "32.00 / 0.9500"
     assert md_column(md, "`enhance/full`", "`vw300_test` blurred (k>1)") == "34.00 / 0.9500"
-    assert md_column(md, "`interp/full`", "`vw300_test` all frames") == "33.00 / 0.9400"
-    assert md_column(md, "`finenet/late`", "`embedded_test` all frames") == "28.50 / 0.8500"
+    assert md_column(md, "`interp/full`", "`vw300_test` sharp (k=1)") == "32.00 / 0.9400"
+    assert md_column(md, "`finenet/late`", "`embedded_test` sharp (k=1)") == "28.50 / 0.8500"
     # the paper's numbers (Table 1) in the paper columns, none for embedded_test
     assert md_column(md, "`finenet/late`", "**paper** 300VW") == "38.22 / 0.9700"
     assert md_column(md, "`finenet/late`", "**paper** VoxCeleb") == "37.04 / 0.9612"
     assert md_column(md, "`edvr`", "**paper** 300VW") == "29.12 / 0.8775"
     assert "**paper** embedded" not in md
     # missing methods: UMSN not evaluated (paper number still shown), Super SloMo nowhere
-    assert md_column(md, "`umsn`", "`vw300_test` all frames") == DASH
+    assert md_column(md, "`umsn`", "`vw300_test` sharp (k=1)") == DASH
     assert md_column(md, "`umsn`", "**paper** 300VW") == "31.35 / 0.9538"
     assert set(md_row(md, "`superslomo`")[1:]) == {DASH}
-    assert md_column(md, "`interp/full`", "`voxceleb_test` all frames") == DASH
+    assert md_column(md, "`interp/full`", "`voxceleb_test` sharp (k=1)") == DASH
 
     csv = pd.read_csv(built / "reports/tables/table1.csv")
     row = csv[(csv.method == "finenet/late") & (csv.set == "vw300_test")].iloc[0]
@@ -181,21 +181,21 @@ def test_table1_means_and_paper_columns(built):
 def test_table2_and_table3(built):
     md2 = (built / "reports/tables/table2.md").read_text()
     full = [ln for ln in md2.split("## `vw300_test`")[1].splitlines() if ln.startswith("| ✓ | ✓ |")][0]
-    assert "33.50 / 0.9500" in full and "33.00 / 0.9400" in full
+    assert "34.00 / 0.9500 | 32.00 / 0.9500" in full and "32.00 / 0.9400" in full
     assert "37.81 / 0.9649" in full and "36.87 / 0.9633" in full        # paper, Table 2
     vox = [ln for ln in md2.split("## `voxceleb_test`")[1].splitlines() if ln.startswith("| ✓ | ✓ |")][0]
     cells = [c.strip() for c in vox.strip("|").split("|")]
-    assert cells[2] == "31.50 / 0.9000"                                    # enhance/full: 30..33
+    assert cells[2] == "32.00 / 0.9000" and cells[3] == "30.00 / 0.9000"    # enhance/full k>1: 31..33; k=1: 30
     assert cells[5] == DASH                                                 # no interp on VoxCeleb
     csv2 = pd.read_csv(built / "reports/tables/table2.csv")
     r = csv2[(csv2.set == "vw300_test") & csv2.foc & ~csv2.landmarks].iloc[0]
     assert r.enhance_method == "enhance/no_landmarks" and r.enhance_paper_psnr == 37.37
 
     md3 = (built / "reports/tables/table3.md").read_text()
-    assert md_column(md3, "`finenet/late`", "PSNR / SSIM all", "vw300_test") == "34.75 / 0.9600"
+    assert md_column(md3, "`finenet/late`", "PSNR / SSIM sharp", "vw300_test") == "33.50 / 0.9600"
     assert md_column(md3, "`finenet_oracle/late`", "**paper** 300VW", "vw300_test") == "38.22 / 0.9698"
     assert md_column(md3, "`interp/four_frames`", "**paper** 300VW", "vw300_test") == "36.83 / 0.9632"
-    assert md_column(md3, "`finenet_oracle/late`", "PSNR / SSIM all", "voxceleb_test") == DASH
+    assert md_column(md3, "`finenet_oracle/late`", "PSNR / SSIM sharp", "voxceleb_test") == DASH
 
 
 def test_per_clip_bold_best(built):
@@ -306,11 +306,11 @@ def test_only_blurry_evaluated(work, params):
     write_inputs(work, frames[frames.method == "blurry"])
     report.run(params)
     md = (work / "reports/tables/table3.md").read_text()
-    assert md_column(md, "`finenet/late`", "PSNR / SSIM all", "vw300_test") == DASH
+    assert md_column(md, "`finenet/late`", "PSNR / SSIM sharp", "vw300_test") == DASH
     assert md_column(md, "`finenet/late`", "**paper** 300VW", "vw300_test") == "38.22 / 0.9700"
     md = (work / "reports/tables/table1.md").read_text()
-    assert md_column(md, "`finenet/late`", "`vw300_test` all frames") == DASH
-    assert md_column(md, "`blurry`", "`vw300_test` all frames") == "33.25 / 0.8000"
+    assert md_column(md, "`finenet/late`", "`vw300_test` sharp (k=1)") == DASH
+    assert md_column(md, "`blurry`", "`vw300_test` sharp (k=1)") == "60.00 / 0.8000"
     assert json.loads((work / "reports/pies.json").read_text()) == {
         "embedded_test": {}, "voxceleb_test": {}, "vw300_test": {}}
     assert (work / "reports/figures/fig10_pies.png").stat().st_size > 0

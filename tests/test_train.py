@@ -29,7 +29,7 @@ def tiny(raw: dict, iterations: int = 12) -> None:
     raw["loader"]["patch_size"] = 16
     raw["model"].update(feat=4, groups=2, heatmap_ch=2, recon_blocks=1, extract_blocks=1,
                         combine_feat=4, combine_blocks=1)
-    raw["train"].update(batch_size=4, checkpoint_every=3, device="cpu",
+    raw["train"].update(batch_size=4, checkpoint_every=3, device="cpu", judge_steps=iterations,
                         iterations={"predeblur": iterations, "enhance": iterations,
                                     "interp": iterations, "combine": iterations, "baseline": iterations})
 

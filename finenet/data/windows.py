@@ -6,6 +6,9 @@ heatmap stride), ``target`` (3,P,P) the sharp centre frame, ``sharp`` (N,3,P,P) 
 P x P crops aligned to the heatmap grid and random horizontal flips (heatmap channels mirrored
 with the iBUG-68 permutation). ``oracle=True`` serves heatmaps from the sharp frames instead.
 ``ground_truth=False`` serves the clips without ground truth (real blur): no ``sharp``/``target``.
+``blurred_centres=True`` serves only the windows whose centre frame the blur stage blurred (the
+deblurring networks train on those: a frame left sharp is the combiner's lesson, see
+``train.sharp_centres``); ``blurred`` (N,) marks which frames of a window were blurred.
 
 Windows whose centre is within N//2 of a clip end are skipped in training; in evaluation
 (``pad=True``) every frame is a centre and the window indices are clamped at the ends.
@@ -27,7 +30,8 @@ from ..face.heatmap import FLIP_68
 
 class WindowDataset(Dataset):
     def __init__(self, set_file, num_frames: int = 5, patch_size: int | None = None,
-                 flip: bool = False, oracle: bool = False, pad: bool = False, ground_truth: bool = True):
+                 flip: bool = False, oracle: bool = False, pad: bool = False, ground_truth: bool = True,
+                 blurred_centres: bool = False):
         self.path = Path(set_file)
         if not self.path.is_file():
             raise FineNetError(self.path, "packed set not found: run the pipeline (dvc repro)")
@@ -46,12 +50,16 @@ class WindowDataset(Dataset):
                 n = len(g["blurry"])
                 self.lengths[clip] = n
                 centres = range(n) if pad else range(half, n - half)
+                if blurred_centres:
+                    kernel = g["kernel"][:, 0]
+                    centres = [t for t in centres if kernel[t] > 1]
                 self.index += [(clip, t) for t in centres]
                 self.crop = g["blurry"].shape[1]
                 self.stride = self.crop // g["heatmaps"].shape[-1]
         if not self.index:
             kind = "with" if ground_truth else "without"
-            raise FineNetError(self.path, f"no {num_frames}-frame windows {kind} ground truth in this set")
+            centre = " and a blurred centre frame" if blurred_centres else ""
+            raise FineNetError(self.path, f"no {num_frames}-frame windows {kind} ground truth{centre} in this set")
         if patch_size and (patch_size > self.crop or patch_size % self.stride):
             raise FineNetError("loader.patch_size", f"{patch_size} must be <= {self.crop} and a "
                                                     f"multiple of the heatmap stride {self.stride}")
@@ -90,7 +98,7 @@ class WindowDataset(Dataset):
             heat = heat[:, FLIP_68, :, ::-1]
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
         item = {"frames": to_t(frames), "heatmaps": torch.from_numpy(np.ascontiguousarray(heat)).float() / 255,
-                "clip": clip, "t": t}
+                "blurred": torch.from_numpy(g["kernel"][uniq, 0][inverse] > 1), "clip": clip, "t": t}
         if self.ground_truth:
             item["sharp"] = to_t(sharp)
             item["target"] = item["sharp"][half]

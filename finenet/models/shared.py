@@ -14,6 +14,7 @@ from .frontend import FrontEnd
 class Shared:
     pyramid: list[torch.Tensor]      # per level: (B,N,C,H/s/2^l,W/s/2^l)
     predeblurred: torch.Tensor       # (B,N,3,H,W): the first stage's output
+    frames: torch.Tensor             # (B,N,3,H,W): the input frames themselves
 
     @property
     def num_frames(self) -> int:
@@ -25,4 +26,4 @@ def shared_features(frontend: FrontEnd, frames: torch.Tensor) -> Shared:
     flat = fold(frames)
     feats = frontend.pyramid(flat)
     image = frontend.decode_image(flat, feats)
-    return Shared([unfold(f, n) for f in feats], unfold(image, n))
+    return Shared([unfold(f, n) for f in feats], unfold(image, n), frames)

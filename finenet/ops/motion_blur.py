@@ -37,16 +37,6 @@ def motion_blur_kernel(k: int, angle: float, direction: float) -> np.ndarray:
     return (kernel / total).astype(np.float32)
 
 
-def sample_kernel_params(rng: np.random.Generator, cfg: dict) -> tuple[int, float, float]:
-    """One frame's (k, angle, direction); k == 1 means the frame stays sharp."""
-    if rng.random() < cfg["p_sharp"]:
-        return 1, 0.0, 0.0
-    lo, hi = cfg["kernel_size"]
-    k = int(rng.integers(lo, hi + 1))
-    k = k if k % 2 else k + 1
-    return k, float(rng.uniform(*cfg["angle"])), float(rng.uniform(*cfg["direction"]))
-
-
 def apply_kernel(frame: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Correlate an (H,W,3) uint8 frame with a 2D kernel; returns uint8."""
     if kernel.shape == (1, 1):
