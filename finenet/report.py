@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import figures, tables
+from . import figures, stats, tables
 from .atomic import atomic_dir, atomic_path
 from .errors import FineNetError
 
@@ -38,7 +38,7 @@ NAN_TOKENS = {"", "nan", "NaN", "NAN", "NA", "N/A", "null", "None"}
 
 def outputs() -> list[Path]:
     """Every path the stage writes (``QUALITATIVE`` is a directory: one PNG per set with samples)."""
-    tabs = [TABLES / f"{name}.{ext}" for name in ("table1", "table2", "table3", "nme", "noref")
+    tabs = [TABLES / f"{name}.{ext}" for name in ("table1", "table2", "table3", "nme", "noref", "comparisons")
             for ext in ("md", "csv")]
     return [*tabs, TABLES / "per_clip.md", FIGURES / "fig10_pies.png", PIES_JSON,
             FIGURES / "psnr_vs_severity.png", SEVERITY_CSV, QUALITATIVE, INDEX]
@@ -218,6 +218,10 @@ PSNR (dB) / SSIM of FineNet (`finenet/late`) against its blurry input.
   method's output against on the blurry input.
 - [No-reference measures](tables/noref.md) ([csv](tables/noref.csv)): blur effect and face-detection
   rate on the sets without ground truth ({', '.join(f'`{s}`' for s in tables.order_sets(set(noref.set))) or 'none'}).
+- [Paired comparisons](tables/comparisons.md) ([csv](tables/comparisons.csv)): the paper's
+  comparisons (FineNet vs Enh / Int / EDVR, FOC, landmarks, late vs early fusion) and each
+  deblurring method vs its input, as mean per-frame PSNR differences with paired bootstrap
+  intervals; a difference whose interval holds 0 is marked n.s.
 - [PSNR per blur kernel length](eval/severity.csv) (csv).
 - [Win rates](pies.json) (json): the fractions behind the pies.
 
@@ -226,7 +230,8 @@ PSNR (dB) / SSIM of FineNet (`finenet/late`) against its blurry input.
 ![pairwise win rates](figures/fig10_pies.png)
 
 *Per-frame PSNR win rates between the enhancement branch, the interpolation branch and their
-combination (FineNet), one row per test set; cf. paper Fig. 10{': ' if comb else ''}{'; '.join(comb)}.*
+combination (FineNet), one row per test set, each with the mean PSNR difference on the blurred
+frames and its bootstrap interval (n.s.: it holds 0); cf. paper Fig. 10{': ' if comb else ''}{'; '.join(comb)}.*
 
 ![PSNR against blur severity](figures/psnr_vs_severity.png)
 
@@ -251,8 +256,20 @@ def run(params: dict, clip_ids=None) -> None:
         write_text(TABLES / f"{name}.md", md)
         write_csv(TABLES / f"{name}.csv", csv)
     write_text(TABLES / "per_clip.md", tables.per_clip(frames))
+    rp = params["report"]
+    cmp = stats.comparisons(frames, rp["bootstrap_samples"], rp["confidence"], rp["bootstrap_seed"])
+    md, csv = tables.comparison_table(cmp, rp["bootstrap_samples"], rp["confidence"])
+    write_text(TABLES / "comparisons.md", md)
+    write_csv(TABLES / "comparisons.csv", csv)
 
     rates = tables.win_rates(frames)
+    for s, entry in rates.items():          # each pie's pair with its interval on the blurred frames
+        for key, pie in entry.items():
+            r = cmp[(cmp.set == s) & (cmp.comparison == key) & (cmp.group == "blurred")]
+            if not r.empty:
+                r = r.iloc[0]
+                pie["psnr_diff_blurred"] = {"mean": round(float(r.mean_diff), 4), "ci_lo": round(float(r.ci_lo), 4),
+                                            "ci_hi": round(float(r.ci_hi), 4), "significant": bool(r.significant)}
     figures.pies(rates, FIGURES / "fig10_pies.png", paper.get("fig10"))
     write_text(PIES_JSON, json.dumps(rates, indent=2) + "\n")
 

@@ -126,9 +126,10 @@ class Trainee(torch.nn.Module):
     """The network being trained, with the frozen ones it sits on, and its loss."""
 
     def __init__(self, net: str, model: torch.nn.Module, frozen: list[torch.nn.Module],
-                 blurred_only: bool = False, keep_weight: float = 0.0):
+                 blurred_only: bool = False, keep_weight: float = 0.0, sharp_weight: float = 1.0):
         super().__init__()
         self.net, self.model, self.blurred_only, self.keep_weight = net, model, blurred_only, keep_weight
+        self.sharp_weight = sharp_weight   # late fusion's keep loss: sharp frames weigh blurred/sharp
         self.phase = "main"      # "judge": late fusion's keep classifier alone (train.judge_steps)
         self.frozen = torch.nn.ModuleList(frozen).requires_grad_(False).eval()
 
@@ -140,7 +141,8 @@ class Trainee(torch.nn.Module):
     def forward(self, batch: dict, critic: bool = False) -> torch.Tensor:
         frames, heat, target = batch["frames"], batch["heatmaps"], batch["target"]
         if self.net == "combine" and self.phase == "judge":   # late fusion's keep model alone
-            return LateFusion.frame_loss(self.model.judge_logit(frames), ~batch["blurred"][:, frames.shape[1] // 2])
+            return LateFusion.frame_loss(self.model.judge_logit(batch["whole"]),
+                                         ~batch["blurred"][:, frames.shape[1] // 2], self.sharp_weight)
         if self.net not in NETS:      # a baseline: its own loss (or its critic's)
             return self.model.critic_loss(batch) if critic else self.model.loss(batch)
         if self.net == "predeblur":   # single-image deblurring on every (blurred) frame of the window
@@ -156,9 +158,9 @@ class Trainee(torch.nn.Module):
         with torch.no_grad():
             enh, inp = self.frozen[1](shared, heat), self.frozen[2](shared, heat)
         if isinstance(self.model, LateFusion):   # do no harm: it also learns which frames are sharp
-            out, logit = self.model(enh[0], inp[0], shared.frames, with_logit=True)
+            out, logit = self.model(enh[0], inp[0], shared.frames, with_logit=True, judged=batch["whole"])
             sharp = ~batch["blurred"][:, shared.num_frames // 2]
-            return combine_loss(out, target) + self.keep_weight * LateFusion.frame_loss(logit, sharp)
+            return combine_loss(out, target) + self.keep_weight * LateFusion.frame_loss(logit, sharp, self.sharp_weight)
         return combine_loss(fuse(self.model, enh, inp, shared), target)
 
 
@@ -202,8 +204,12 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     model = build(arch, **config).to(device)
     frozen = [load_model(p, device) for p in frozen_inputs(net)]
     sharp_centres = (net if net in NETS else "baseline") in tp["sharp_centres"]
+    ds = WindowDataset(SETS / "train.h5", lp["num_frames"], lp["patch_size"], lp["flip"],
+                       blurred_centres=not sharp_centres)
+    # the keep loss weighs both classes the same: blurred / sharp centres of the training set
+    sharp_weight = (len(ds) - ds.sharp_centres) / ds.sharp_centres if ds.sharp_centres else 1.0
     trainee = Trainee(net, model, frozen, blurred_only=not sharp_centres,
-                      keep_weight=tp["keep_weight"]).to(device)
+                      keep_weight=tp["keep_weight"], sharp_weight=sharp_weight).to(device)
     iterations = tp["iterations"][net if net in NETS else "baseline"]
     # late fusion: its keep classifier first learns alone, on every frame of many windows (cheap: no
     # branch runs), then the whole combiner trains for its iterations
@@ -231,8 +237,6 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
 
     ddp = (torch.nn.parallel.DistributedDataParallel(trainee, find_unused_parameters=critic is not None or judge_steps > 0)
            if distributed else trainee)
-    ds = WindowDataset(SETS / "train.h5", lp["num_frames"], lp["patch_size"], lp["flip"],
-                       blurred_centres=not sharp_centres)
     loader = torch.utils.data.DataLoader(
         ds, batch_sampler=StepBatches(len(ds), tp["batch_size"], tp["seed"], step, iterations, rank, world),
         num_workers=tp["workers"], persistent_workers=False)

@@ -2,7 +2,8 @@
 time on each side, the input's audio carried over.
 
 - ``VideoSource``: opens and checks the input (one-line ``FineNetError`` for a missing, empty, or
-  undecodable file, no video stream, no frames), then yields ``Picture`` objects one by one: the
+  undecodable file, no video stream, no frames, a still image; a decode error or fewer frames than
+  the container advertises when decoding gets there), then yields ``Picture`` objects one by one: the
   frame's planar YUV samples as decoded (``planes``, in the output's pixel format) and its RGB view
   (``rgb``, what the deblurring works on; PyAV's default conversion, the same as decord's, which
   the training data went through).
@@ -31,18 +32,37 @@ form cancels it.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import math
+import os
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import _umask
 from .data.video import _check_riff_size, _first_line
 from .errors import FineNetError
 
+try:
+    import fcntl
+except ImportError:                     # no flock (Windows): stale temporary files are not reaped
+    fcntl = None
+
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+
+# What a still image is decoded through: FFmpeg's image-file demuxers (besides the "<codec>_pipe"
+# ones, which every image format has), and the image codecs whose single frame is a picture.
+IMAGE_DEMUXERS = frozenset({"image2", "image2pipe", "apng", "gif", "webp_anim"})
+STILL_CODECS = frozenset({"png", "apng", "mjpeg", "jpegls", "jpeg2000", "jpegxl", "bmp", "tiff",
+                          "webp", "gif", "ppm", "pgm", "pgmyuv", "pbm", "pam", "pfm", "phm", "qoi",
+                          "targa", "sgi", "dpx", "exr", "hdr", "pcx", "sunrast", "xbm", "xpm",
+                          "xwd", "psd", "dds", "pictor", "pgx", "fits", "photocd", "vbn", "wbmp"})
 
 # ------------------------------------------------------------------------- encoder settings
 # x264 CRF when none is given. 0 is mathematically lossless at 8 bits (x264 turns CRF 0 into qp 0;
@@ -255,8 +275,24 @@ def _plane_arrays(frame, count: int = 3) -> tuple[np.ndarray, ...]:
                  for p in frame.planes[:count])
 
 
+def _cover_art(stream) -> bool:
+    """A picture attached to the file (AV_DISPOSITION_ATTACHED_PIC), not a video."""
+    flags = getattr(stream, "disposition", 0)
+    return bool(int(getattr(flags, "value", flags) or 0) & 0x0400)
+
+
 class VideoSource:
-    """The first video stream of ``path``, decoded frame by frame into ``Picture`` objects."""
+    """The first video stream of ``path`` (cover art skipped), decoded frame by frame into
+    ``Picture`` objects.
+
+    Refused with a one-line ``FineNetError`` before any frame is handed out: a still image (one
+    picture: an image file such as a PNG or JPEG whatever its name, one frame of an image codec, or
+    one frame with no duration), and a video whose first frames do not decode. A decode error later
+    on, or a video that ends before the frame count its container advertises (``stream.frames``;
+    frames an edit list hides are not missing), raises ``decoding stopped at frame N of M
+    (truncated or corrupt...)`` when the iteration reaches it. Decoding is slice-threaded only:
+    FFmpeg's frame threading swallows decode errors (a truncated file then just ends early).
+    """
 
     def __init__(self, path):
         self.path = Path(path)
@@ -270,11 +306,15 @@ class VideoSource:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
             raise FineNetError(self.path, f"not a decodable video ({_first_line(exc)})") from None
-        if not self._container.streams.video:
+        streams = self._container.streams.video
+        moving = [s for s in streams if not _cover_art(s)]
+        if not moving:
             self._container.close()
-            raise FineNetError(self.path, "no video stream in this file (not a video)")
-        self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
+            raise FineNetError(self.path, "no video stream in this file (not a video)" if not streams
+                               else "no video stream in this file, only a still image (cover art): "
+                                    "not a video")
+        self._stream = moving[0]
+        self._stream.thread_type = "SLICE"      # not FRAME: frame threads hide decode errors
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
         self.fps = Fraction(rate).limit_denominator(1_000_000)
         self.frames_hint = int(self._stream.frames or 0)   # 0 when the container does not say
@@ -283,34 +323,79 @@ class VideoSource:
         self.layout: Layout | None = None
         self.note: str | None = None                       # set when the pixel format changes
         self._frames = self._decode()
-        self._first = next(self._frames, None)             # a video with no frames fails here,
-        if self._first is None:                            # before any output is written
+        try:                                     # two frames ahead: a video with no frames, or a
+            self._ahead = [p for p in (next(self._frames, None), next(self._frames, None))
+                           if p is not None]    # still image, fails here, before any output
+        except FineNetError:
+            self.close()
+            raise
+        if not self._ahead:
             self.close()
             raise FineNetError(self.path, "video has no frames")
-        self.height, self.width = self._first.rgb.shape[:2]
+        why = self._still_image()
+        if why:
+            self.close()
+            raise FineNetError(self.path, f"is a still image, not a video ({why})")
+        self.height, self.width = self._ahead[0].rgb.shape[:2]
 
     @property
     def pix_fmt(self) -> str:
         return self.layout.input_pix_fmt
 
+    def _still_image(self) -> str | None:
+        """Why the file is a still image (one decoded picture: from an image file format, of an
+        image codec, or without a duration), else None."""
+        if len(self._ahead) > 1:
+            return None
+        fmt, codec = self._container.format.name, self._stream.codec_context.name
+        if fmt in IMAGE_DEMUXERS or fmt.endswith("_pipe"):
+            return f"a single {codec} image"
+        if codec in STILL_CODECS:
+            return f"a single {codec} picture"
+        if not (self._stream.duration or self._container.duration):
+            return f"a single {codec} frame with no duration"
+        return None
+
+    def _stopped(self, decoded: int, reason: str | None = None) -> str:
+        of = f" of {self.frames_hint}" if self.frames_hint else ""
+        return f"decoding stopped at frame {decoded}{of} (truncated or corrupt" + \
+            (f": {reason})" if reason else ")")
+
+    def _reaches_end(self, end) -> bool:
+        """Whether the last decoded frame (``end``: where it ends, in the stream's time base; None
+        when unknown) reaches the stream's advertised end, to within a frame."""
+        duration = self._stream.duration
+        if not duration or end is None:
+            return False
+        last = 1 / (self.fps * self._stream.time_base)     # one frame, in the stream's time base
+        return end + last >= (self._stream.start_time or 0) + duration
+
     def _decode(self):
         av = _av()
-        index = 0
+        index = discarded = 0
+        end = None
         try:
-            for frame in self._container.decode(self._stream):
-                if self.layout is None:
-                    self.layout, self.note = output_layout(frame)
-                    self._size = (frame.width, frame.height)
-                elif (frame.width, frame.height) != self._size:
-                    raise FineNetError(self.path, f"the frame size changes at frame {index} "
-                                                  f"({self._size[0]}x{self._size[1]} to "
-                                                  f"{frame.width}x{frame.height})")
-                rgb = frame.to_ndarray(format="rgb24")
-                yield Picture(index, rgb, self._planes(frame, rgb))
-                index += 1
+            for packet in self._container.demux(self._stream):
+                if packet.size and getattr(packet, "is_discard", False):   # hidden by an edit list
+                    discarded += 1
+                for frame in packet.decode():
+                    if self.layout is None:
+                        self.layout, self.note = output_layout(frame)
+                        self._size = (frame.width, frame.height)
+                    elif (frame.width, frame.height) != self._size:
+                        raise FineNetError(self.path, f"the frame size changes at frame {index} "
+                                                      f"({self._size[0]}x{self._size[1]} to "
+                                                      f"{frame.width}x{frame.height})")
+                    if frame.pts is not None:
+                        end = frame.pts + (getattr(frame, "duration", 0) or 0)
+                    rgb = frame.to_ndarray(format="rgb24")
+                    yield Picture(index, rgb, self._planes(frame, rgb))
+                    index += 1
         except (av.FFmpegError, ValueError) as exc:
-            raise FineNetError(self.path, f"truncated or corrupt video: decoding failed after frame "
-                                          f"{self.count} ({_first_line(exc)})") from None
+            reason = getattr(exc, "strerror", None) or _first_line(exc)
+            raise FineNetError(self.path, self._stopped(index, reason)) from None
+        if index < self.frames_hint - discarded and not self._reaches_end(end):
+            raise FineNetError(self.path, self._stopped(index))
 
     def _planes(self, frame, rgb: np.ndarray) -> tuple[np.ndarray, ...]:
         layout = self.layout
@@ -334,10 +419,10 @@ class VideoSource:
                                             dst_color_range=rng))
 
     def __iter__(self):
-        first, self._first = self._first, None
-        if first is not None:
+        ahead, self._ahead = self._ahead, []
+        for picture in ahead:
             self.count += 1
-            yield first
+            yield picture
         for picture in self._frames:
             self.count += 1
             yield picture
@@ -521,3 +606,106 @@ class VideoSink:
             self._audio_in.close()
             self._audio_in = None
         self._container.close()
+
+
+def encode_frames(path, frames, codec: str = "libx264", pix_fmt: str = "yuv420p", rate=25,
+                  options: dict | None = None, in_format: str | None = None, repeat: int = 1) -> Path:
+    """Write ``frames`` ((T,H,W,3) RGB or (T,H,W) grey uint8, looped ``repeat`` times) as an encoded
+    video with PyAV: the one writer the tests and benchmarks make their input clips with."""
+    av = _av()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = np.ascontiguousarray(frames, dtype=np.uint8)
+    in_format = in_format or ("gray" if frames.ndim == 3 else "rgb24")
+    rate = Fraction(rate).limit_denominator(1001) if isinstance(rate, float) else rate
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = pix_fmt
+        if options:
+            stream.options = options
+        for _ in range(repeat):
+            for frame in frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=in_format)):
+                    container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+# ------------------------------------------------------------------------- temporary output
+
+TEMP_MARK = ".deblur.tmp"     # .<output name>.<random>.deblur.tmp<suffix>, next to the output
+
+
+@contextlib.contextmanager
+def temp_output(path):
+    """Yield a hidden temporary path next to ``path``, renamed onto ``path`` when the block
+    succeeds, deleted when it fails. While the block runs this process holds an exclusive
+    ``flock`` on the file; the kernel drops it when the process dies, however it dies, so a
+    temporary file nobody holds a lock on was left by a killed run (``remove_stale_temps``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _locked_temp(path)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+            if TEMP_MARK not in old.name:       # this output's temps as earlier versions named them
+                old.unlink(missing_ok=True)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    finally:
+        os.close(fd)
+
+
+def _locked_temp(path: Path) -> tuple[int, Path]:
+    """(an open descriptor holding the flock, the new temporary file's path)."""
+    for _ in range(100):
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_MARK + path.suffix,
+                                    dir=path.parent)
+        if fcntl is None:
+            return fd, Path(name)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:     # another run's reaper took it for stale in the instant before
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            continue
+        except OSError:             # a file system without locks: unlocked, and never reaped
+            return fd, Path(name)
+        with contextlib.suppress(OSError):
+            if os.stat(name).st_ino == os.fstat(fd).st_ino:     # not reaped before the lock
+                return fd, Path(name)
+        os.close(fd)
+    raise OSError(f"no temporary file could be made next to {path}")
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Delete the temporary outputs (``temp_output``) in ``folder`` that no running process holds:
+    those of killed runs, whatever output name they were for. Returns what was removed."""
+    folder = Path(folder)
+    if fcntl is None or not folder.is_dir():
+        return []
+    removed = []
+    for tmp in sorted(folder.glob(f".*{TEMP_MARK}*")):
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)     # fails while its run is alive
+            if os.stat(tmp, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                os.unlink(tmp)
+                removed.append(tmp)
+        except OSError:             # locked (a live run), renamed meanwhile, or no locks here
+            continue
+        finally:
+            os.close(fd)
+    return removed

@@ -31,24 +31,9 @@ PIECE = 10  # frames per video in the trees
 def encode_video(path, frames, codec: str = "libx264", pix_fmt: str = "yuv420p",
                  in_format: str | None = None, rate: int = 25, options: dict | None = None) -> Path:
     """Write ``frames`` (T,H,W,3) RGB or (T,H,W) gray uint8 as a real encoded video with PyAV."""
-    import av
+    from finenet.video_io import encode_frames
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames = np.ascontiguousarray(frames, dtype=np.uint8)
-    in_format = in_format or ("gray" if frames.ndim == 3 else "rgb24")
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = pix_fmt
-        if options:
-            stream.options = options
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=in_format)):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return encode_frames(path, frames, codec, pix_fmt, rate, options, in_format)
 
 
 def write_pts(path, points: np.ndarray) -> Path:

@@ -7,8 +7,10 @@ to AAC when the output container cannot hold it); frames without a face come out
 and pixels far from the face are not touched (bit-exactly with --lossless); the face region
 changes; the input's pixel format is kept (or the closest one named in a note), padded only
 where its chroma subsampling needs it; --crf sets the size; the streaming buffer does not grow
-with the video's length; every bad input (a bad --crf too) is one line, exit status 2, and leaves
-neither an output nor a temporary file.
+with the video's length; every bad input (a bad --crf too; a still image named .mp4) is one line,
+exit status 2, and leaves neither an output nor a temporary file; so does an input cut short,
+found only once the frames before the cut have gone through; a temporary file left by a killed run
+is deleted by the next run into that folder, one of a live run is not.
 
 (The encoder options reach ``run`` through ``finenet.cli``, which passes
 ``deblur.encode_options(args)``.)
@@ -20,6 +22,9 @@ import copy
 import math
 import os
 import re
+import signal
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -224,12 +229,17 @@ def odd_frames(carphone) -> np.ndarray:
     return np.concatenate([src, src[:, :, -1:]], axis=2)         # ... and 177 columns
 
 
-def test_odd_yuv420p_is_padded_by_one_repeated_row_and_column(tmp_path, carphone, small, encode, capfd):
-    video = encode(tmp_path / "odd.mkv", odd_frames(carphone), codec="ffv1", pix_fmt="yuv420p")
-    out = tmp_path / "odd_sharp.mkv"
+def deblur_odd(tmp_path, carphone, small, encode, capfd, pix_fmt: str, suffix: str):
+    """177x143 frames as an ffv1 video in ``pix_fmt``, deblurred: (input, output, summary, stderr)."""
+    video = encode(tmp_path / "odd.mkv", odd_frames(carphone), codec="ffv1", pix_fmt=pix_fmt)
+    out = tmp_path / f"odd_sharp{suffix}"
     capfd.readouterr()
     summary = deblur.run(small["params"], video, out, small["models"], "cpu", progress=False)
-    err = rendered_lines(capfd.readouterr().err)
+    return video, out, summary, rendered_lines(capfd.readouterr().err)
+
+
+def test_odd_yuv420p_is_padded_by_one_repeated_row_and_column(tmp_path, carphone, small, encode, capfd):
+    video, out, summary, err = deblur_odd(tmp_path, carphone, small, encode, capfd, "yuv420p", ".mkv")
     assert summary["size"] == [177, 143] and summary["output_size"] == [178, 144]
     assert summary["input_pix_fmt"] == summary["pix_fmt"] == "yuv420p"
     assert summary["crf"] == deblur.DEFAULT_CRF and summary["preset"] == deblur.DEFAULT_PRESET
@@ -241,11 +251,7 @@ def test_odd_yuv420p_is_padded_by_one_repeated_row_and_column(tmp_path, carphone
 
 
 def test_rgb_input_becomes_unpadded_yuv444p_with_one_note(tmp_path, carphone, small, encode, capfd):
-    video = encode(tmp_path / "odd.mkv", odd_frames(carphone), codec="ffv1", pix_fmt="bgr0")
-    out = tmp_path / "odd_sharp.mp4"
-    capfd.readouterr()
-    summary = deblur.run(small["params"], video, out, small["models"], "cpu", progress=False)
-    err = rendered_lines(capfd.readouterr().err)
+    video, out, summary, err = deblur_odd(tmp_path, carphone, small, encode, capfd, "bgr0", ".mp4")
     assert summary["size"] == summary["output_size"] == [177, 143]       # 4:4:4: no padding
     assert (summary["input_pix_fmt"], summary["pix_fmt"], summary["color_range"]) == \
         ("bgr0", "yuv444p", "full")
@@ -356,6 +362,11 @@ def _bad_input(kind: str, tmp: Path, small: dict, carphone, encode) -> tuple[lis
             s.width, s.height = 64, 64
             c.start_encoding()
         return [str(tmp / "zero.avi")], f"{tmp / 'zero.avi'}: video has no frames"
+    if kind == "still_image":                      # a photo with a video's name
+        from PIL import Image
+
+        Image.fromarray(carphone[0]).save(tmp / "photo.mp4", format="PNG")
+        return [str(tmp / "photo.mp4")], f"{tmp / 'photo.mp4'}: is a still image, not a video"
     if kind == "no_face":
         video = encode(tmp / "wall.mp4", np.full((10, 144, 176, 3), 128, np.uint8))
         return [str(video)], f"{video}: no face detected in any of the 10 frames"
@@ -399,7 +410,7 @@ def _bad_input(kind: str, tmp: Path, small: dict, carphone, encode) -> tuple[lis
     raise AssertionError(kind)
 
 
-BAD = ["missing", "not_a_video", "audio_only", "zero_frames", "no_face", "unwritable_folder",
+BAD = ["missing", "not_a_video", "still_image", "audio_only", "zero_frames", "no_face", "unwritable_folder",
        "read_only_folder", "bad_container", "no_checkpoint", "missing_model", "garbage_model",
        "other_profile", "no_gpu", "negative_crf", "crf_over_51", "crf_not_a_number", "lossless_and_crf"]
 
@@ -427,3 +438,101 @@ def test_bad_input_is_one_line_and_leaves_nothing(kind, tmp_path, small, carphon
     assert not out.exists()
     assert temp_files(tmp_path) == []
     assert sorted(p.name for p in tmp_path.rglob("*") if p.name not in before) in ([], ["result"])
+
+
+# ------------------------------------------------------------------- damaged input, killed runs
+
+@pytest.fixture(scope="module")
+def half_faststart(carphone, tmp_path_factory, encode) -> Path:
+    """80 carphone frames (libx264, faststart mp4: the index first, as web-ready files are) cut to
+    the first half of their bytes: it opens, and advertises all 80 frames."""
+    import av
+
+    root = tmp_path_factory.mktemp("cut")
+    plain, whole = encode(root / "plain.mp4", carphone[:80]), root / "whole.mp4"
+    with av.open(str(plain)) as i, av.open(str(whole), "w", options={"movflags": "+faststart"}) as o:
+        vout = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(i.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = vout
+                o.mux(packet)
+    data = whole.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    half = root / "half.mp4"
+    half.write_bytes(data[:len(data) // 2])
+    return half
+
+
+def test_a_truncated_input_fails_and_leaves_nothing(half_faststart, small, tmp_path, capfd,
+                                                    monkeypatch):
+    """The damage is found only when decoding reaches it, with the frames before it already
+    encoded into the temporary output: that is deleted, and no output appears."""
+    temps, written = [], []
+    init, write = deblur.VideoSink.__init__, deblur.VideoSink.write
+
+    def opening(self, path, *args, **kw):          # the temporary file the output goes to
+        temps.append(Path(path))
+        return init(self, path, *args, **kw)
+
+    def counting(self, *args):
+        written.append(self.count)
+        return write(self, *args)
+
+    monkeypatch.setattr(deblur.VideoSink, "__init__", opening)
+    monkeypatch.setattr(deblur.VideoSink, "write", counting)
+    out = tmp_path / "out" / "sharp.mp4"
+    capfd.readouterr()
+    rc = main(["deblur", str(half_faststart), "-o", str(out), "--checkpoint", str(small["models"]),
+               "--params", str(small["params_file"]), "--preset", "ultrafast"])
+    err = capfd.readouterr().err
+    lines = rendered_lines(err)
+    assert "Traceback" not in err
+    assert rc == 2 and len(lines) == 1, lines
+    m = re.fullmatch(rf"finenet: {re.escape(str(half_faststart))}: decoding stopped at frame (\d+) "
+                     rf"of 80 \(truncated or corrupt(: .+)?\)", lines[0])
+    assert m, lines[0]
+    assert len(temps) == 1 and 0 < len(written) < int(m[1]) < 80, (len(written), m[1])
+    assert temps[0].parent == out.parent and not temps[0].exists()
+    assert not out.exists() and list(out.parent.iterdir()) == []
+    assert temp_files(tmp_path) == []
+
+
+KILLED_RUN = """
+import sys, time
+from finenet.video_io import temp_output
+
+held = []
+for name in sys.argv[1:]:                  # what a run writing these outputs holds
+    held.append(temp_output(name))
+    tmp = held[-1].__enter__()
+    tmp.write_bytes(b"half an mp4" * 1000)
+    print(tmp, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_runs_temporary_file_is_deleted_by_the_next_run(small, carphone, encode, tmp_path):
+    """A run killed (SIGKILL: no clean-up of its own) leaves its temporary outputs; they are kept
+    while it lives, and the next run into that folder deletes them, whatever output they were for."""
+    from finenet.video_io import remove_stale_temps
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(folder / "sharp.mp4"),
+                            str(folder / "other.mp4")], stdout=subprocess.PIPE, text=True,
+                           cwd=Path(deblur.__file__).parents[1])
+    try:
+        held = [Path(name) for name in (run.stdout.readline().strip() for _ in range(2)) if name]
+        assert len(held) == 2 and all(p.is_file() for p in held)
+        assert temp_files(folder) == sorted(p.name for p in held)
+        assert remove_stale_temps(folder) == [] and all(p.exists() for p in held)   # alive: kept
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+        run.stdout.close()
+    assert temp_files(folder) == sorted(p.name for p in held)        # what the kill left behind
+    video = encode(tmp_path / "six.mp4", carphone[40:46])
+    rc = main(["deblur", str(video), "-o", str(folder / "sharp.mp4"), "--checkpoint",
+               str(small["models"]), "--params", str(small["params_file"]), "--preset", "ultrafast"])
+    assert rc == 0
+    assert sorted(os.listdir(folder)) == ["sharp.mp4"]           # both stale temps deleted

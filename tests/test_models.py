@@ -201,22 +201,47 @@ def test_late_fusion_keep_gate_returns_the_input_exactly():
     assert grad.item() < 0                                     # gradient descent raises keep
 
 
-def test_sharpness_ranks_a_blurred_frame_below_its_sharp_original(carphone):
-    """The keep model's measures: a motion-blurred frame has less Laplacian energy than the frame
-    itself, and a sharp frame among blurred neighbours stands out (relative measure > 0)."""
-    from finenet.models.combine import sharpness
+def test_blur_measure_ranks_blur_and_ignores_contrast(carphone):
+    """The keep model's measure (Crete et al.'s re-blur ratio): in [0, 1], it rises with the motion
+    blur's length at both scales, it matches a direct numpy reading of the definition, and halving
+    the contrast does not change it (an energy would drop by 4x)."""
+    from scipy.ndimage import uniform_filter1d
+
+    from finenet.models.combine import blur_measure
     from finenet.ops.motion_blur import apply_kernel, motion_blur_kernel
 
     sharp = carphone[10]
-    blurred = apply_kernel(sharp, motion_blur_kernel(7, 30, 0))
-    window = torch.from_numpy(np.stack([blurred, blurred, sharp, blurred, blurred])).permute(0, 3, 1, 2)[None] / 255
-    s = sharpness(window.float())[0]
-    assert s.shape == (5, 2) and (s[2] > s[0] + 0.5).all() and torch.allclose(s[0], s[1])
+    images = [sharp] + [apply_kernel(sharp, motion_blur_kernel(k, 30, 0)) for k in (3, 7, 11)]
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+    m = blur_measure(x)
+    assert m.shape == (4, 2) and ((m > 0) & (m < 1)).all()
+    assert (m[1:] > m[:-1]).all()                                 # longer blur, higher measure
+    grey = x.mean(1)[0].double().numpy()
+    per_axis = []
+    for ax in (0, 1):
+        d = np.abs(np.diff(grey, axis=ax))
+        d_blur = np.abs(np.diff(uniform_filter1d(grey, 9, axis=ax, mode="nearest"), axis=ax))
+        per_axis.append(1 - np.maximum(d - d_blur, 0).sum() / d.sum())
+    assert abs(m[0, 0].item() - max(per_axis)) < 1e-4
+    low = 0.25 + 0.5 * x                                          # half the contrast
+    assert torch.allclose(blur_measure(low), m, atol=1e-4)
     late = build("combine_late", feat=4, blocks=1)
     with torch.no_grad():
-        late.frame_keep.weight.copy_(torch.tensor([[0.0, 0.0, 1.0, 1.0]]))
+        late.frame_keep.weight.copy_(torch.tensor([[-1.0, -1.0]]))   # blurrier: less likely kept
         late.frame_keep.bias.zero_()
-    assert late.judge_logit(window.float()).item() > 0          # relative term alone: keep > 0.5
+    logits = late.judge_logit(x)
+    assert (logits[1:] < logits[:-1]).all()
+
+
+def test_keep_loss_balances_the_classes():
+    """With ``sharp_weight`` = blurred/sharp counts, a batch's two classes pull the bias equally."""
+    late = build("combine_late", feat=4, blocks=1)
+    logit = torch.zeros(4, requires_grad=True)
+    sharp = torch.tensor([True, False, False, False])
+    grad, = torch.autograd.grad(late.frame_loss(logit, sharp, sharp_weight=3.0).sum(), logit)
+    assert torch.isclose(-grad[0], grad[1:].sum())
+    grad, = torch.autograd.grad(late.frame_loss(logit, sharp).sum(), logit)
+    assert -grad[0] < grad[1:].sum()                              # unweighted: the prior wins
 
 
 def test_saved_model_bytes_depend_only_on_the_content(tmp_path):

