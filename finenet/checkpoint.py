@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -26,6 +28,27 @@ def save_model(path, arch: str, config: dict, module: torch.nn.Module, **extra) 
     data = stable_bytes({"arch": arch, "config": config, "state_dict": state, **extra})
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def content_digest(path) -> bytes:
+    """SHA-256 of a saved model's content: its metadata (arch, config, ...) as sorted JSON and its
+    ``state_dict`` tensors (name, dtype, shape, raw values) in name order. Two files holding the
+    same weights and metadata get the same digest whatever their bytes (zip layout, pickle
+    details); a file that does not load as a model is hashed by its bytes."""
+    path = Path(path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        state = blob["state_dict"]
+    except Exception:                   # unreadable: its bytes (loading it later says what is wrong)
+        return hashlib.sha256(path.read_bytes()).digest()
+    h = hashlib.sha256()
+    meta = {k: v for k, v in blob.items() if k != "state_dict"}
+    h.update(json.dumps(meta, sort_keys=True, default=repr).encode())
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous().reshape(-1)
+        h.update(json.dumps([name, str(t.dtype), list(state[name].shape)]).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()
 
 
 def load_model(path, device="cpu") -> torch.nn.Module:

@@ -6,8 +6,10 @@ Bad input ends with one line ``finenet: <file>: <problem>`` and exit status 2.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import sys
+from pathlib import Path
 
 from .errors import FineNetError
 from .params import DEFAULT_PARAMS, load_params
@@ -16,43 +18,69 @@ STAGES = ("sample", "blur", "heatmaps", "pack", "evaluate", "report")
 PER_CLIP = ("sample", "blur", "heatmaps")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _doc(name: str) -> str:
+    """The first line of ``finenet.<name>``'s docstring, read without importing it (torch...)."""
+    tree = ast.parse((Path(__file__).parent / f"{name}.py").read_text())
+    return (ast.get_docstring(tree) or "").strip().splitlines()[0]
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command; ``deblur`` and ``check`` (whose options their modules define) are imported
+    only when ``command`` is one of them or unknown (``finenet --help``), so a stage starts fast."""
     parser = argparse.ArgumentParser(prog="finenet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
-        doc = (importlib.import_module(f"finenet.{name}").__doc__ or "").strip().splitlines()[0]
+        doc = _doc(name)
         p = sub.add_parser(name, help=doc, description=doc)
         p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default: params.yaml)")
         p.add_argument("--profile", default=None, help="override params.yaml's profile")
         if name in PER_CLIP:
             p.add_argument("--clip", action="append", default=None, help="only this clip (repeatable)")
-    doc = importlib.import_module("finenet.train").__doc__.strip().splitlines()[0]
+    doc = _doc("train")
     p = sub.add_parser("train", help=doc, description=doc)
     p.add_argument("net", help="predeblur, enhance, interp, combine, or a baseline of params.yaml's baselines")
     p.add_argument("--variant", default=None, help="ablation variant (params.yaml: variants.<net>)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
-    deblur = importlib.import_module("finenet.deblur")
-    p = sub.add_parser("deblur", help=deblur.HELP, description=deblur.DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    deblur.add_arguments(p)
-    check = importlib.import_module("finenet.check")
-    p = sub.add_parser("check", help=check.__doc__.splitlines()[0], description=check.__doc__.split("\n\n")[1])
-    check.add_arguments(p)
+    full = command not in (*STAGES, "train", "plan", "params")
+    if full or command == "deblur":
+        deblur = importlib.import_module("finenet.deblur")
+        p = sub.add_parser("deblur", help=deblur.HELP, description=deblur.DESCRIPTION,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        deblur.add_arguments(p)
+    else:
+        sub.add_parser("deblur", help=_doc("deblur"))
+    if full or command == "check":
+        check = importlib.import_module("finenet.check")
+        p = sub.add_parser("check", help=check.__doc__.splitlines()[0], description=check.__doc__.split("\n\n")[1])
+        check.add_arguments(p)
+    else:
+        sub.add_parser("check", help=_doc("check"))
     p = sub.add_parser("plan", help="list the planned clips (id, set, dataset, source)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
+    doc = _doc("resolved")
+    p = sub.add_parser("params", help=doc, description=doc)
+    p.add_argument("--params", default=str(DEFAULT_PARAMS))
+    p.add_argument("--profile", default=None)
+    p.add_argument("--out", default=None, help="where to write them (default: build/params.yaml)")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     try:
         if args.command == "check":        # runs the pipeline itself, with its own profile
             from .check import main as check
 
             return check(args)
         params = load_params(args.params, args.profile)
+        if args.command == "params":       # DVC's first stage: validated, resolved, written
+            from .resolved import write
+
+            write(params, *([args.out] if args.out else []))
+            return 0
         if args.command == "plan":
             from .data.clips import plan_clips
 

@@ -64,9 +64,10 @@ from .errors import FineNetError
 from .face.crop import crop_frame, crop_matrix, nearest_box
 from .face.detectors import DlibDetector, make_detector
 from .face.heatmap import render_heatmaps
+from .layout import model_file
 from .models.finenet import FineNet
 from .params import DEFAULT_PARAMS
-from .train import net_config, pick_device, run_name
+from .train import net_config, pick_device
 from .video_io import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
                        VideoSource, output_format, parse_encoding, remove_stale_temps, temp_output)
 
@@ -355,11 +356,11 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
             checkpoint):
     """(frame index, full output RGB frame, the rectangle it differs from the decoded one in or
     None): FineNet's correction pasted in, or the frame as decoded."""
-    c = NUM_FRAMES // 2
     for f, win in windows:
         if win is None:
             yield f.index, f.image, None
             continue
+        c = len(win) // 2         # the window's centre (loader.num_frames frames)
         frames = torch.stack([g.crop for g in win])[None].to(device)
         heat = torch.stack([g.heat for g in win])[None].to(device)
         try:
@@ -399,7 +400,7 @@ def load_finenet(checkpoint, params: dict, device: torch.device) -> FineNet:
                                  "made by dvc repro)")
     nets = {}
     for net, variant in NETS:
-        path = root / run_name(net, variant) / "model.pt"
+        path = model_file(root, net, variant)
         if not path.is_file():
             raise FineNetError(path, "model file not found: the checkpoint folder needs predeblur/, "
                                      "enhance/full/, interp/full/ and combine/late/ model.pt")
@@ -461,6 +462,9 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
         layout = video.layout
         if video.note:
             note(f"finenet: note: {source}: {video.note}")
+        timing = video.check_timing()
+        if timing:
+            note(f"finenet: warning: {source}: {timing}")
         out_size = layout.padded_size(video.width, video.height)
         if out_size != (video.width, video.height):
             odd = [side for side, n, m in (("width", out_size[0], video.width),
@@ -480,13 +484,15 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
         frames = smooth_windows(frames, d["box_smoothing"], d["crop_margin"], stats)
         frames = crop_faces(frames, landmark_detector, size, d["crop_margin"], lm["heatmap_size"],
                             lm["sigma"])
-        images = restore(five_frame_windows(frames, stats), model, dev, size, stats, checkpoint)
+        images = restore(five_frame_windows(frames, stats, params["loader"]["num_frames"]), model, dev,
+                         size, stats, checkpoint)
         start = time.perf_counter()
         try:
             with temp_output(output) as tmp:
                 sink = VideoSink(tmp, video.width, video.height, video.fps, fmt,
                                  audio_from=source if video.has_audio else None, notify=note,
-                                 layout=layout, encoding=encoding)
+                                 layout=layout, encoding=encoding,
+                                 time_base=video.time_base if video.variable_rate else None)
                 try:
                     with tqdm(total=video.frames_hint or None, desc=f"deblur {source.name}",
                               unit="frame", disable=not progress, leave=False) as bar:

@@ -35,27 +35,27 @@ from tqdm import tqdm
 
 from .atomic import atomic_path
 from .checkpoint import load_model
-from .data.store import SETS
-from .data.windows import WindowDataset
+from .data.store import FIT_SETS, SETS
+from .data.windows import H5_ERRORS, REBUILD, ShardError, WindowDataset, check_group, h5_problem, open_set
+from .metrics import PSNR_CAP
 from .face.detectors import make_detector
 from .models.combine import fuse
 from .models.shared import shared_features
-from .train import model_path, pick_device
+from .layout import DEFAULT as LAYOUT, model_path
+from .train import pick_device
 
-EVAL = Path("reports/eval")
-METRICS = Path("reports/metrics.json")
-SAMPLES = EVAL / "samples.h5"
-PSNR_CAP = 60.0          # a frame returned exactly would be infinite
+EVAL, METRICS, SAMPLES = LAYOUT.eval, LAYOUT.metrics, LAYOUT.eval_samples
 SAMPLES_PER_SET = 3
 LEFT_EYE, RIGHT_EYE = 36, 45     # outer eye corners (iBUG 68): the inter-ocular normaliser
 
 
 def test_sets(ground_truth: bool) -> list[Path]:
-    """The packed test sets with (or without) ground-truth frames."""
+    """The packed test sets with (or without) ground-truth frames (not the training or val set)."""
     out = []
     for path in sorted(SETS.glob("*.h5")):
-        with h5py.File(path, "r") as f:
-            if path.stem != "train" and any(("sharp" in f[c]) == ground_truth for c in f):
+        with open_set(path) as f:       # every clip's shard checked: a damaged one is one line
+            if path.stem not in FIT_SETS and any([("sharp" in check_group(path, f, c)) == ground_truth
+                                                  for c in f]):
                 out.append(path)
     return out
 
@@ -126,9 +126,15 @@ def evaluate_set(methods: Methods, detector, set_path: Path, params: dict, sampl
     ds, loader = windows(set_path, params, ground_truth=True)
     _, oracle = windows(set_path, params, ground_truth=True, oracle=True)
     picks = sample_frames(ds, params["evaluate"]["frame_stride"])
-    with h5py.File(set_path, "r") as f:
-        kernels = {c: f[c]["kernel"][:, 0] for c in ds.lengths}
-        truth = {c: f[c]["landmarks_gt"][:] for c in ds.lengths if "landmarks_gt" in f[c]}
+    kernels, truth = {}, {}
+    with open_set(set_path) as f:
+        for c in ds.lengths:
+            try:
+                kernels[c] = f[c]["kernel"][:, 0]
+                if "landmarks_gt" in f[c]:
+                    truth[c] = f[c]["landmarks_gt"][:]
+            except H5_ERRORS as exc:
+                raise ShardError(ds.files[c], f"cannot read clip {c} ({h5_problem(exc)}): {REBUILD}") from None
     rows = []
     for b, bo in tqdm(zip(loader, oracle), total=len(loader), desc=f"evaluate {set_path.stem}", unit="batch"):
         dev = methods.device

@@ -1,5 +1,5 @@
 """The report stage's figures (matplotlib, Agg): Fig. 10's win-rate pies, PSNR against blur
-severity, and the qualitative grids of Figs. 8/9/11. Saved without a Software/time stamp, so the
+severity, the qualitative grids of Figs. 8/9/11, and every network's validation curve. Saved without a Software/time stamp, so the
 same inputs give byte-identical PNGs."""
 
 from __future__ import annotations
@@ -102,6 +102,36 @@ def severity(table: pd.DataFrame, path: Path) -> None:
             ax.grid(alpha=0.3)
             if shown:
                 ax.legend(fontsize=6, frameon=False)
+        fig.tight_layout()
+        save(fig, path)
+        plt.close(fig)
+
+
+def learning_curves(curves: dict, path: Path) -> None:
+    """Validation PSNR against training step, every trained network: FineNet's on the left,
+    the baselines on the right; the checkpoint kept (best on validation) is marked; a curve with a
+    ``val_psnr_sd`` column (the mean over training seeds) gets a ±sd band."""
+    groups = {"FineNet's networks": {k: v for k, v in curves.items() if not k.startswith("baselines/")},
+              "baselines": {k: v for k, v in curves.items() if k.startswith("baselines/")}}
+    with _pyplot() as plt:
+        fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6), squeeze=False)
+        cmap = plt.get_cmap("tab20")
+        for ax, (title, runs) in zip(axes[0], groups.items()):
+            for i, (name, curve) in enumerate(runs.items()):
+                color = cmap(i % 20)
+                ax.plot(curve.step, curve.val_psnr, marker="o", ms=2.5, lw=1.1, color=color,
+                        label=name.removeprefix("baselines/"))
+                if "val_psnr_sd" in curve:       # several training seeds: mean ± sd
+                    ax.fill_between(curve.step, curve.val_psnr - curve.val_psnr_sd,
+                                    curve.val_psnr + curve.val_psnr_sd, color=color, alpha=0.15, lw=0)
+                best = curve.loc[curve.val_psnr.idxmax()]
+                ax.plot([best.step], [best.val_psnr], marker="*", ms=8, color=color, zorder=5)
+            ax.set_xlabel("training step")
+            ax.set_ylabel("val PSNR (dB)")
+            ax.set_title(f"{title} (* = checkpoint kept)")
+            ax.grid(alpha=0.3)
+            if runs:
+                ax.legend(fontsize=5.5, frameon=False, ncol=2)
         fig.tight_layout()
         save(fig, path)
         plt.close(fig)

@@ -69,6 +69,23 @@ def _check_consistency(p: dict, where) -> None:
     if lo > hi:
         raise FineNetError(where, f"data.embedded.video_scale: lower bound {lo} > upper bound {hi}")
     _check_blur(p["blur"], where)
+    _check_frames(p, where)
+
+
+
+def _check_frames(p: dict, where) -> None:
+    """``loader.num_frames`` against what the networks read (finenet/models): windows are centred on
+    frame t (an odd N); the interpolation branch, always trained, reads t-2, t-1, t+1 (and t+2 for
+    ``interp_frames: 4``), so N >= 5; a baseline given its own ``num_frames`` (EDVR's fusion width)
+    is fed the loader's windows, so it must be the same N."""
+    n = p["loader"]["num_frames"]
+    if n % 2 == 0 or n < 5:
+        raise FineNetError(where, f"loader.num_frames: {n} cannot be used: the windows are centred "
+                                  f"(odd) and the interpolation branch reads t-2 .. t+2 (5, 7, 9, ...)")
+    for name, cfg in p["baselines"].items():
+        if isinstance(cfg, dict) and "num_frames" in cfg and cfg["num_frames"] != n:
+            raise FineNetError(where, f"baselines.{name}.num_frames: {cfg['num_frames']} differs from "
+                                      f"loader.num_frames ({n}), the windows it is trained and run on")
 
 
 BLUR_RANGES = ("mild_length", "line.kernel_size", "line.angle", "line.direction", "trajectory.length",

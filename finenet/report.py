@@ -11,37 +11,91 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import figures, stats, tables
+from . import figures, layout, stats, tables
 from .atomic import atomic_dir, atomic_path
 from .errors import FineNetError
 
 EVAL = Path("reports/eval")
 FRAMES, NOREF, SAMPLES = EVAL / "frames.csv", EVAL / "noref.csv", EVAL / "samples.h5"
-TABLES = Path("reports/tables")
-FIGURES = Path("reports/figures")
-QUALITATIVE = FIGURES / "qualitative"
-PIES_JSON = Path("reports/pies.json")
-SEVERITY_CSV = EVAL / "severity.csv"
-INDEX = Path("reports/report.md")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a report goes: the default pipeline's under ``reports/``, the bench tier's under
+    ``reports/bench/`` (same names below it)."""
+    root: Path = Path("reports")
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def qualitative(self) -> Path:
+        return self.figures / "qualitative"
+
+    @property
+    def pies(self) -> Path:
+        return self.root / "pies.json"
+
+    @property
+    def severity(self) -> Path:
+        return self.root / "eval" / "severity.csv"
+
+    @property
+    def index(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def curves(self) -> Path:
+        return self.figures / "learning_curves.png"
+
+    def paths(self) -> list[Path]:
+        """Every path a report writes (``qualitative`` is a directory: one PNG per set)."""
+        tabs = [self.tables / f"{name}.{ext}" for name in ("table1", "table2", "table3", "nme", "noref", "comparisons")
+                for ext in ("md", "csv")]
+        return [*tabs, self.tables / "per_clip.md", self.figures / "fig10_pies.png", self.pies,
+                self.figures / "psnr_vs_severity.png", self.curves, self.severity, self.qualitative, self.index]
+
+
+DEFAULT = Outputs()
+TABLES, FIGURES, QUALITATIVE = DEFAULT.tables, DEFAULT.figures, DEFAULT.qualitative
+PIES_JSON, SEVERITY_CSV, INDEX, CURVES_PNG = DEFAULT.pies, DEFAULT.severity, DEFAULT.index, DEFAULT.curves
 
 FRAME_COLUMNS = {"method": str, "set": str, "clip": str, "t": int, "kernel": int, "psnr": float,
                  "ssim": float, "nme": float}
 NOREF_COLUMNS = {"method": str, "set": str, "clip": str, "t": int, "blur_effect": float, "face_found": int}
+CURVE_COLUMNS = {"step": int, "val_psnr": float}
 OPTIONAL = {"nme"}
 NAN_TOKENS = {"", "nan", "NaN", "NAN", "NA", "N/A", "null", "None"}
 
 
 def outputs() -> list[Path]:
     """Every path the stage writes (``QUALITATIVE`` is a directory: one PNG per set with samples)."""
-    tabs = [TABLES / f"{name}.{ext}" for name in ("table1", "table2", "table3", "nme", "noref", "comparisons")
-            for ext in ("md", "csv")]
-    return [*tabs, TABLES / "per_clip.md", FIGURES / "fig10_pies.png", PIES_JSON,
-            FIGURES / "psnr_vs_severity.png", SEVERITY_CSV, QUALITATIVE, INDEX]
+    return DEFAULT.paths()
+
+
+def read_curves(params: dict) -> dict:
+    """Each trained network's validation curve (``reports/train/<run>_val.csv``), by run name."""
+    curves = {}
+    for net, variant in layout.training_runs(params["variants"], params["baselines"]):
+        path = layout.DEFAULT.train_curve(net, variant, suffix="_val")
+        if not path.is_file():
+            raise FineNetError(path, "validation curve not found: run the training stages first")
+        curve = read_table(path, CURVE_COLUMNS)
+        if curve.empty:
+            raise FineNetError(path, "no validation rows")
+        curves[layout.run_name(net, variant)] = curve
+    return curves
 
 
 # --- inputs ------------------------------------------------------------------------------------
@@ -90,7 +144,10 @@ def read_table(path: Path, columns: dict) -> pd.DataFrame:
                                          f"(line {_line(wrong)})")
             number = number.astype(int)
         out[col] = number
-    twice = out.duplicated(["method", "set", "clip", "t"])
+    key = ["method", "set", "clip", "t"] if "method" in columns else ["step"]
+    twice = out.duplicated(key)
+    if twice.any() and "method" not in columns:
+        raise FineNetError(path, f"step {int(out[twice].step.iloc[0])} appears twice (line {_line(twice)})")
     if twice.any():
         r = out[twice].iloc[0]
         raise FineNetError(path, f"method {r.method}, set {r.set}, clip {r.clip}, frame {r.t} appears twice "
@@ -167,8 +224,8 @@ def safe_name(name: str) -> str:
 
 
 def index(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, rates: dict,
-          qualitative: list[str], paper: dict) -> str:
-    m = tables.means(frames)
+          qualitative: list[str], paper: dict, seeded: pd.DataFrame | None = None, note: str = "") -> str:
+    m = tables.means(frames if seeded is None else seeded)
     rows = []
     for s in tables.order_sets(set(frames.set)):
         get = lambda method, col: tables.lookup(m, s, method, col)  # noqa: E731
@@ -177,7 +234,8 @@ def index(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, rates: dict,
         ds = paper["datasets"].get(s)
         paper_cell = tables.pair(*tables.paper_entry(paper["table1"].get(ds, {}), "finenet/late")) if ds else tables.DASH
         rows.append([f"`{s}`", tables.pair(get("blurry", "psnr_blurred"), get("blurry", "ssim_blurred")),
-                     tables.pair(get("finenet/late", "psnr_blurred"), get("finenet/late", "ssim_blurred")),
+                     tables.pair(get("finenet/late", "psnr_blurred"), get("finenet/late", "ssim_blurred"),
+                                 get("finenet/late", "psnr_blurred_sd")),
                      "—" if tables.missing(gain_b) else f"{gain_b:+.2f} dB",
                      "—" if tables.missing(change_s) else f"{change_s:+.2f} dB", paper_cell])
     headline = tables.markdown(["Set", "Blurry input, k>1", "FineNet, k>1", "gain, k>1",
@@ -195,7 +253,7 @@ def index(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, rates: dict,
     stride = params.get("evaluate", {}).get("frame_stride")
     return f"""# FineNet report
 
-Profile `{params.get('profile', '?')}`; scored frames: every k-th frame of each test clip, k =
+{note}Profile `{params.get('profile', '?')}`; scored frames: every k-th frame of each test clip, k =
 `evaluate.frame_stride` = {stride}.
 All numbers are computed from `reports/eval/` by the `report` stage, except those in columns labelled
 **paper** (transcribed from the paper into `finenet/paper_results.yaml`).
@@ -237,6 +295,14 @@ frames and its bootstrap interval (n.s.: it holds 0); cf. paper Fig. 10{': ' if 
 
 *Mean PSNR against the motion-blur kernel length of the frame (1 = left sharp), per test set.*
 
+![validation curves](figures/learning_curves.png)
+
+*Validation PSNR of every trained network every `train.validation.every` steps, on the val set
+(clips disjoint from train and test): blurred centre frames for the deblurring networks, every
+centre for the combiner (it also learns to keep sharp frames). The star marks the checkpoint kept
+(best on validation), which is the one evaluated; a curve still rising at its last step has not
+converged.*
+
 {quals}
 """
 
@@ -246,23 +312,30 @@ def run(params: dict, clip_ids=None) -> None:
     frames = read_table(FRAMES, FRAME_COLUMNS)
     if frames.empty:
         raise FineNetError(FRAMES, "no rows; run the evaluate stage first")
-    noref = read_table(NOREF, NOREF_COLUMNS)
-    samples = read_samples(SAMPLES)
+    build(params, frames, read_table(NOREF, NOREF_COLUMNS), read_samples(SAMPLES), read_curves(params))
+
+
+def build(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, samples: list, curves: dict,
+          out: Outputs = DEFAULT, note: str = "") -> None:
+    """The report from evaluated frames. ``frames`` with a ``seed`` column (several training seeds,
+    the bench tier): table cells are means ± sd over seeds; per-frame comparisons, pies and
+    severity curves use the seed-averaged frames. ``curves``: run -> validation curve (with a
+    ``val_psnr_sd`` column: a band)."""
     paper = tables.paper_results()
-
+    per_frame = tables.seed_mean_frames(frames)
     for name, (md, csv) in {"table1": tables.table1(frames, paper), "table2": tables.table2(frames, paper),
-                            "table3": tables.table3(frames, paper), "nme": tables.nme_table(frames),
+                            "table3": tables.table3(frames, paper), "nme": tables.nme_table(per_frame),
                             "noref": tables.noref_table(noref)}.items():
-        write_text(TABLES / f"{name}.md", md)
-        write_csv(TABLES / f"{name}.csv", csv)
-    write_text(TABLES / "per_clip.md", tables.per_clip(frames))
+        write_text(out.tables / f"{name}.md", md)
+        write_csv(out.tables / f"{name}.csv", csv)
+    write_text(out.tables / "per_clip.md", tables.per_clip(per_frame))
     rp = params["report"]
-    cmp = stats.comparisons(frames, rp["bootstrap_samples"], rp["confidence"], rp["bootstrap_seed"])
+    cmp = stats.comparisons(per_frame, rp["bootstrap_samples"], rp["confidence"], rp["bootstrap_seed"])
     md, csv = tables.comparison_table(cmp, rp["bootstrap_samples"], rp["confidence"])
-    write_text(TABLES / "comparisons.md", md)
-    write_csv(TABLES / "comparisons.csv", csv)
+    write_text(out.tables / "comparisons.md", md)
+    write_csv(out.tables / "comparisons.csv", csv)
 
-    rates = tables.win_rates(frames)
+    rates = tables.win_rates(per_frame)
     for s, entry in rates.items():          # each pie's pair with its interval on the blurred frames
         for key, pie in entry.items():
             r = cmp[(cmp.set == s) & (cmp.comparison == key) & (cmp.group == "blurred")]
@@ -270,23 +343,24 @@ def run(params: dict, clip_ids=None) -> None:
                 r = r.iloc[0]
                 pie["psnr_diff_blurred"] = {"mean": round(float(r.mean_diff), 4), "ci_lo": round(float(r.ci_lo), 4),
                                             "ci_hi": round(float(r.ci_hi), 4), "significant": bool(r.significant)}
-    figures.pies(rates, FIGURES / "fig10_pies.png", paper.get("fig10"))
-    write_text(PIES_JSON, json.dumps(rates, indent=2) + "\n")
+    figures.pies(rates, out.figures / "fig10_pies.png", paper.get("fig10"))
+    write_text(out.pies, json.dumps(rates, indent=2) + "\n")
 
-    sev = tables.severity(frames)
-    write_csv(SEVERITY_CSV, sev)
-    figures.severity(sev, FIGURES / "psnr_vs_severity.png")
+    sev = tables.severity(per_frame)
+    write_csv(out.severity, sev)
+    figures.severity(sev, out.figures / "psnr_vs_severity.png")
+    figures.learning_curves(curves, out.curves)
 
     by_set: dict[str, list[dict]] = {}
     for sample in samples:
         by_set.setdefault(sample["set"], []).append(sample)
     names = []
-    with atomic_dir(QUALITATIVE) as tmp:
+    with atomic_dir(out.qualitative) as tmp:
         for s in tables.order_sets(by_set):
             name = safe_name(s)
             figures.qualitative(by_set[s], tmp / f"{name}.png", s)
             names.append(name)
-    write_text(INDEX, index(params, frames, noref, rates, names, paper))
+    write_text(out.index, index(params, per_frame, noref, rates, names, paper, frames, note))
 
 
 if __name__ == "__main__":

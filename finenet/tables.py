@@ -85,11 +85,18 @@ def num(x, digits: int) -> str:
     return DASH if missing(x) else f"{float(x):.{digits}f}"
 
 
-def pair(psnr, ssim) -> str:
-    """A "PSNR / SSIM" cell as the paper prints them (2 and 4 decimals)."""
+def pair(psnr, ssim, psnr_sd=float("nan")) -> str:
+    """A "PSNR / SSIM" cell as the paper prints them (2 and 4 decimals); with the standard
+    deviation over training seeds where there are several: "31.28 ± 0.12 / 0.9120"."""
     if missing(psnr) and missing(ssim):
         return DASH
-    return f"{num(psnr, 2)} / {num(ssim, 4)}"
+    sd = "" if missing(psnr_sd) else f" ± {float(psnr_sd):.2f}"
+    return f"{num(psnr, 2)}{sd} / {num(ssim, 4)}"
+
+
+def measured(get, group: str) -> str:
+    """The cell of one frame group (``blurred``, ``sharp``) from a ``lookup`` of ``means``."""
+    return pair(get(f"psnr_{group}"), get(f"ssim_{group}"), get(f"psnr_{group}_sd"))
 
 
 def markdown(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
@@ -140,17 +147,40 @@ SHARP_NOTE = ("the frames the blur stage left sharp (k=1: what a method does to 
 
 def means(frames: pd.DataFrame) -> pd.DataFrame:
     """Per (set, method): frames, PSNR/SSIM means over all frames and over the blurred ones
-    (kernel > 1, the deblurring task), and over the frames the blur stage left sharp."""
+    (kernel > 1, the deblurring task), and over the frames the blur stage left sharp. Frames with a
+    ``seed`` column (one training seed per run, the bench tier): each mean is the mean of the
+    per-seed means, ``frames`` counts one seed's, and ``<mean>_sd`` is the standard deviation of
+    the per-seed means (ddof 1)."""
+    seeded = "seed" in frames.columns and frames.seed.nunique() > 1
+    keys = ["set", "method", "seed"] if seeded else ["set", "method"]
+
     def agg(part: pd.DataFrame, suffix: str) -> pd.DataFrame:
-        g = part.groupby(["set", "method"])
-        return pd.DataFrame({f"frames{suffix}": g.size(), f"psnr{suffix}": g.psnr.mean(),
-                             f"ssim{suffix}": g.ssim.mean()})
+        g = part.groupby(keys)
+        per = pd.DataFrame({f"frames{suffix}": g.size(), f"psnr{suffix}": g.psnr.mean(),
+                            f"ssim{suffix}": g.ssim.mean()})
+        if not seeded:
+            return per
+        by = per.groupby(level=["set", "method"])
+        out = by.mean()
+        out[f"frames{suffix}"] = by[f"frames{suffix}"].max()
+        for col in (f"psnr{suffix}", f"ssim{suffix}"):
+            out[f"{col}_sd"] = by[col].std(ddof=1)
+        return out
 
     out = pd.concat([agg(frames, ""), agg(frames[frames.kernel > 1], "_blurred"),
                      agg(frames[frames.kernel == 1], "_sharp")], axis=1)
     for col in ("frames_blurred", "frames_sharp"):
         out[col] = out[col].fillna(0).astype(int)
     return out
+
+
+def seed_mean_frames(frames: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, set, clip, frame): the metrics averaged over training seeds (the
+    per-frame comparisons, win rates and severity curves of the bench tier read these)."""
+    if "seed" not in frames.columns:
+        return frames
+    keys = ["method", "set", "clip", "t", "kernel"]
+    return frames.groupby(keys, sort=False)[["psnr", "ssim", "nme"]].mean().reset_index()
 
 
 def lookup(m: pd.DataFrame, set_name: str, method: str, col: str):
@@ -177,7 +207,7 @@ def table1(frames: pd.DataFrame, paper: dict) -> tuple[str, pd.DataFrame]:
         row = [label(method)]
         for s in sets:
             get = lambda col: lookup(m, s, method, col)  # noqa: E731
-            row += [pair(get("psnr_blurred"), get("ssim_blurred")), pair(get("psnr_sharp"), get("ssim_sharp"))]
+            row += [measured(get, "blurred"), measured(get, "sharp")]
             ds = datasets.get(s)
             p_psnr, p_ssim = paper_entry(paper["table1"].get(ds, {}), method) if ds else (np.nan, np.nan)
             if ds:
@@ -187,8 +217,10 @@ def table1(frames: pd.DataFrame, paper: dict) -> tuple[str, pd.DataFrame]:
                                 psnr=get("psnr"), ssim=get("ssim"),
                                 frames_blurred=_int(get("frames_blurred")),
                                 psnr_blurred=get("psnr_blurred"), ssim_blurred=get("ssim_blurred"),
+                                psnr_blurred_sd=get("psnr_blurred_sd"),
                                 frames_sharp=_int(get("frames_sharp")),
                                 psnr_sharp=get("psnr_sharp"), ssim_sharp=get("ssim_sharp"),
+                                psnr_sharp_sd=get("psnr_sharp_sd"),
                                 paper_dataset=ds or "", paper_psnr=p_psnr, paper_ssim=p_ssim))
         rows.append(row)
     counts = ", ".join(f"`{s}`: {int(m.loc[s].frames.max())} frames ({int(m.loc[s].frames_blurred.max())} blurred, "
@@ -223,7 +255,7 @@ def table2(frames: pd.DataFrame, paper: dict) -> tuple[str, pd.DataFrame]:
                 method = f"{net}/{variant}"
                 get = lambda col: lookup(m, s, method, col)  # noqa: E731
                 p_psnr, p_ssim = paper_entry(p, method)
-                row += [pair(get("psnr_blurred"), get("ssim_blurred")), pair(get("psnr_sharp"), get("ssim_sharp")),
+                row += [measured(get, "blurred"), measured(get, "sharp"),
                         pair(p_psnr, p_ssim)]
                 rec.update({f"{net}_method": method, f"{net}_frames": _int(get("frames")),
                             f"{net}_psnr": get("psnr"), f"{net}_ssim": get("ssim"),
@@ -255,8 +287,8 @@ def table3(frames: pd.DataFrame, paper: dict) -> tuple[str, pd.DataFrame]:
         for method, name, enh, inp, late, oracle in TABLE3:
             get = lambda col: lookup(m, s, method, col)  # noqa: E731
             p_psnr, p_ssim = paper_entry(p, method)
-            rows.append([f"{name} `{method}`", enh, inp, late, oracle, pair(get("psnr_blurred"), get("ssim_blurred")),
-                         pair(get("psnr_sharp"), get("ssim_sharp")), pair(p_psnr, p_ssim)])
+            rows.append([f"{name} `{method}`", enh, inp, late, oracle, measured(get, "blurred"),
+                         measured(get, "sharp"), pair(p_psnr, p_ssim)])
             records.append(dict(set=s, method=method, model=name, enh=enh == YES, int=inp == YES,
                                 late_fusion={YES: True, NO: False}.get(late), oracle_landmarks=oracle == YES,
                                 frames=_int(get("frames")), psnr=get("psnr"), ssim=get("ssim"),

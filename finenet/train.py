@@ -8,8 +8,15 @@ Resumable: the full training state is checkpointed every ``train.checkpoint_ever
 ``checkpoints/<net>/<variant>/last.pt``; a killed run restarts from it. Each step's batch is a
 function of (seed, step) only, so a resumed run ends with the same weights as an uninterrupted one
 (on CPU). Runs under ``torchrun`` with DDP (gloo on CPU, NCCL on GPUs), the batch split over ranks;
-on CUDA it uses bf16 autocast. Writes ``models/<net>[/<variant>]/model.pt``, the loss curve
-``reports/train/<net>_<variant>.csv`` and ``reports/train/<net>_<variant>.json``.
+on CUDA it uses bf16 autocast.
+
+Validation: every ``train.validation.every`` steps (and at the last) the network's centre-frame
+output is scored (PSNR) on the val set (clips disjoint from train and test): on its blurred centre
+frames for the deblurring networks, which train on those, on every centre for the combiner, which
+also learns to keep a sharp frame. ``model.pt`` is the checkpoint best on validation (the paper's
+protocol: never chosen on the test set). Writes ``models/<net>[/<variant>]/model.pt``, the loss
+curve ``reports/train/<net>_<variant>.csv``, the validation curve ``…_val.csv`` and the summary
+``reports/train/<net>_<variant>.json``.
 """
 
 from __future__ import annotations
@@ -22,33 +29,25 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 from .atomic import atomic_path
-from .checkpoint import load_model, load_state, save_model, save_state
-from .data.store import SETS
+from .checkpoint import content_digest, load_model, load_state, save_model, save_state
+from .data.store import SETS, set_file
 from .data.windows import WindowDataset
 from .errors import FineNetError
 from .losses import branch_loss, combine_loss
+from .metrics import psnr
 from .models import build
 from .models.combine import LateFusion, fuse
 from .models.shared import shared_features
 
-NETS = ("predeblur", "enhance", "interp", "combine")
-MODELS, CHECKPOINTS, TRAIN_REPORTS = Path("models"), Path("checkpoints"), Path("reports/train")
-
-
-def run_name(net: str, variant: str | None) -> str:
-    if net not in NETS:
-        return f"baselines/{net}"
-    return net if net == "predeblur" else f"{net}/{variant}"
-
-
-def model_path(net: str, variant: str | None = None) -> Path:
-    return MODELS / run_name(net, variant) / "model.pt"
+# run names and artifact paths: finenet/layout.py (imported here under their old names too)
+from .layout import CHECKPOINTS, MODELS, NETS, TRAIN_REPORTS, model_path, run_name  # noqa: F401
 
 
 def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
@@ -57,7 +56,13 @@ def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
         if net not in params["baselines"]:
             raise FineNetError("finenet train", f"unknown network '{net}' ({', '.join(NETS)} or a "
                                                 f"baseline: {', '.join(params['baselines'])})")
-        return net, dict(params["baselines"][net])
+        config = {k: v for k, v in params["baselines"][net].items() if k not in TRAINING_OPTIONS}
+        if net == "edvr":   # a fair protocol, by construction: FineNet's widths, depth, stride, offsets
+            m = params["model"]
+            config = dict(feat=m["feat"], num_frames=params["loader"]["num_frames"], groups=m["groups"],
+                          levels=m["levels"], extract_blocks=m["extract_blocks"], recon_blocks=m["recon_blocks"],
+                          input_stride=m["input_stride"], max_offset=m["max_offset"], **config)
+        return net, config
     m = params["model"]
     if net != "predeblur":
         variants = params["variants"][net]
@@ -78,6 +83,19 @@ def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
         return "combine_late", dict(feat=m["combine_feat"], blocks=m["combine_blocks"])
     return "combine_early", dict(feat=m["feat"], blocks=m["recon_blocks"],
                                  num_frames=params["loader"]["num_frames"], input_stride=m["input_stride"])
+
+
+# keys of a baseline's params that configure its training, not its constructor
+TRAINING_OPTIONS = ("pretrained_predeblur",)
+
+
+def warm_start(params: dict, net: str) -> Path | None:
+    """The trained model a network starts from: EDVR's pre-deblur is pre-trained first, as
+    FineNet's front end is (EDVR's own recipe); with FineNet's front-end settings it is the same
+    architecture, so it starts from ``models/predeblur`` (then trains on, with the rest of EDVR)."""
+    if net == "edvr" and params["baselines"][net].get("pretrained_predeblur", False):
+        return model_path("predeblur")
+    return None
 
 
 def frozen_inputs(net: str) -> list[Path]:
@@ -163,15 +181,64 @@ class Trainee(torch.nn.Module):
             return combine_loss(out, target) + self.keep_weight * LateFusion.frame_loss(logit, sharp, self.sharp_weight)
         return combine_loss(fuse(self.model, enh, inp, shared), target)
 
+    @torch.no_grad()
+    def predict(self, frames: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
+        """The network's output for the centre frame of each window, as the evaluate stage runs it."""
+        if self.net not in NETS:
+            return self.model(frames, heat)
+        if self.net == "predeblur":
+            return self.model(frames[:, frames.shape[1] // 2])
+        shared = shared_features(self.frozen[0], frames)
+        if self.net in ("enhance", "interp"):
+            return self.model(shared, heat)[0]
+        return fuse(self.model, self.frozen[1](shared, heat), self.frozen[2](shared, heat), shared)
+
+
+class Validation:
+    """PSNR of a network's centre-frame output on the val set (``train.validation``)."""
+
+    def __init__(self, params: dict, blurred_only: bool, device):
+        vp, n = params["train"]["validation"], params["loader"]["num_frames"]
+        self.every, self.device = vp["every"], device
+        if not set_file("val").is_file():
+            raise FineNetError(set_file("val"), "no validation set: the plan has no val clips "
+                                                "(data.embedded.val, data.voxceleb.val_videos)")
+        ds = WindowDataset(set_file("val"), n, pad=True)
+        with h5py.File(ds.path, "r") as f:
+            blurred = {c: f[c]["kernel"][:, 0] > 1 for c in ds.lengths}
+        keep = [i for i, (c, t) in enumerate(ds.index)
+                if t % vp["frame_stride"] == 0 and (blurred[c][t] or not blurred_only)]
+        if not keep:
+            raise FineNetError(ds.path, f"no val frames to score ({'blurred ' if blurred_only else ''}"
+                                        f"centres every {vp['frame_stride']} frames)")
+        self.frames = "blurred centres" if blurred_only else "all centres"
+        self.loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, keep),
+                                                  batch_size=params["evaluate"]["batch_size"])
+
+    def due(self, step: int, total: int) -> bool:
+        return step % self.every == 0 or step == total
+
+    def __call__(self, trainee: Trainee) -> float:
+        mode = trainee.training
+        trainee.eval()
+        scores = [psnr(trainee.predict(b["frames"].to(self.device), b["heatmaps"].to(self.device))
+                       .float().cpu(), b["target"]) for b in self.loader]
+        trainee.train(mode)
+        return round(float(torch.cat(scores).mean()), 4)
+
 
 def fingerprint(params: dict, net: str, variant: str | None, arch: str, config: dict) -> str:
     """Identifies what a checkpoint was trained for: a resumed run must match it exactly."""
     manifest = SETS / "manifest.csv"
     code = sorted(Path(__file__).parent.glob("**/*.py"))     # a code change invalidates it too
-    deps = [p.read_bytes() for p in [manifest, *frozen_inputs(net), *code] if p.is_file()]
+    deps = [hashlib.sha256(p.read_bytes()).digest() for p in [manifest, *code] if p.is_file()]
+    # the frozen upstream models by their content (weights + metadata), not their file bytes: a
+    # re-saved but weight-identical upstream model does not force a restart
+    start = warm_start(params, net)
+    deps += [content_digest(p) for p in [*frozen_inputs(net), *([start] if start else [])] if p.is_file()]
     blob = json.dumps([net, variant, arch, config, params["train"], params["loader"]],
                       sort_keys=True).encode()
-    return hashlib.sha256(blob + b"".join(hashlib.sha256(d).digest() for d in deps)).hexdigest()[:16]
+    return hashlib.sha256(blob + b"".join(deps)).hexdigest()[:16]
 
 
 def step_on(opt, loss_fn, parameters, tp: dict, autocast) -> torch.Tensor:
@@ -189,9 +256,20 @@ def cosine(step: int, total: int, floor: float) -> float:
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
+def set_threads(n: int) -> None:
+    """``train.threads`` intra-op threads (and as many inter-op ones, where torch still allows it:
+    only before its first parallel work in this process)."""
+    torch.set_num_threads(int(n))
+    try:
+        torch.set_num_interop_threads(int(n))
+    except RuntimeError:              # already set, or inter-op work already started: keep it
+        pass
+
+
 def run(params: dict, net: str, variant: str | None = None) -> dict:
     variant = variant or "full" if net in NETS[1:] else None
     tp, lp = params["train"], params["loader"]
+    set_threads(tp["threads"])        # first: weights are bit-identical only at one thread count
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() and tp["device"] != "cpu" else "gloo")
@@ -202,10 +280,14 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     torch.manual_seed(tp["seed"])
     arch, config = net_config(params, net, variant)
     model = build(arch, **config).to(device)
+    start_from = warm_start(params, net)
+    if start_from is not None:       # EDVR: its pre-deblur from the pre-trained one
+        model.frontend.load_state_dict(load_model(start_from, device).state_dict())
     frozen = [load_model(p, device) for p in frozen_inputs(net)]
     sharp_centres = (net if net in NETS else "baseline") in tp["sharp_centres"]
-    ds = WindowDataset(SETS / "train.h5", lp["num_frames"], lp["patch_size"], lp["flip"],
-                       blurred_centres=not sharp_centres)
+    ds = WindowDataset(set_file("train"), lp["num_frames"], lp["patch_size"], lp["flip"],
+                       blurred_centres=not sharp_centres, whole=arch == "combine_late")  # its keep model
+                                                                     # judges the whole crop
     # the keep loss weighs both classes the same: blurred / sharp centres of the training set
     sharp_weight = (len(ds) - ds.sharp_centres) / ds.sharp_centres if ds.sharp_centres else 1.0
     trainee = Trainee(net, model, frozen, blurred_only=not sharp_centres,
@@ -226,7 +308,8 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     name = run_name(net, variant)
     ckpt_path = CHECKPOINTS / name / "last.pt"
     fp = fingerprint(params, net, variant, arch, config)
-    step, history, seconds = 0, [], 0.0
+    validate = Validation(params, blurred_only=not sharp_centres, device=device)
+    step, history, seconds, curve, best = 0, [], 0.0, [], None
     state = load_state(ckpt_path)
     if state is not None and state.get("fingerprint") == fp:
         model.load_state_dict(state["model"])
@@ -234,6 +317,7 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
             o.load_state_dict(o_state)
             sc.load_state_dict(sc_state)
         step, history, seconds = state["step"], state["history"], state["seconds"]
+        curve, best = state["val_curve"], state["best"]
 
     ddp = (torch.nn.parallel.DistributedDataParallel(trainee, find_unused_parameters=critic is not None or judge_steps > 0)
            if distributed else trainee)
@@ -261,20 +345,29 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
         history.append([step, float(value), float(scheds[0].get_last_lr()[0])])
         bar.update(1)
         bar.set_postfix(loss=f"{float(value):.4f}")
+        if validate.due(step, iterations):   # every rank: same weights, same val set, same score
+            curve.append([step, validate(trainee)])
+            if best is None or curve[-1][1] > best["psnr"]:
+                best = {"step": step, "psnr": curve[-1][1],
+                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            bar.set_postfix(loss=f"{float(value):.4f}", val=f"{curve[-1][1]:.2f}dB")
         if rank == 0 and (step % tp["checkpoint_every"] == 0 or step == iterations):
             save_state(ckpt_path, fingerprint=fp, step=step, history=history,
                        seconds=time.perf_counter() - start, model=model.state_dict(),
-                       optimizers=[o.state_dict() for o in opts], schedulers=[sc.state_dict() for sc in scheds])
+                       optimizers=[o.state_dict() for o in opts], schedulers=[sc.state_dict() for sc in scheds],
+                       val_curve=curve, best=best)
     bar.close()
     result = {}
     if rank == 0:
-        result = finish(net, variant, arch, config, model, history, time.perf_counter() - start, fp)
+        model.load_state_dict(best["state"])        # the checkpoint best on validation
+        result = finish(net, variant, arch, config, model, history, time.perf_counter() - start, fp,
+                        curve, best, validate.frames)
     if distributed:
         dist.barrier()
     return result
 
 
-def finish(net, variant, arch, config, model, history, seconds, fp) -> dict:
+def finish(net, variant, arch, config, model, history, seconds, fp, curve, best, val_frames) -> dict:
     name = run_name(net, variant)
     tag = name.replace("/", "_")
     save_model(model_path(net, variant), arch, config, model, fingerprint=fp)
@@ -283,11 +376,16 @@ def finish(net, variant, arch, config, model, history, seconds, fp) -> dict:
     result = {"network": net, "variant": variant, "arch": arch, "iterations": len(history),
               "parameters": int(sum(p.numel() for p in model.parameters())),
               "first_loss": round(float(losses[:max(1, len(losses) // 10)].mean()), 5),
-              "final_loss": round(float(tail.mean()), 5), "seconds": round(seconds, 1)}
+              "final_loss": round(float(tail.mean()), 5), "seconds": round(seconds, 1),
+              "threads": torch.get_num_threads(),
+              "val_frames": val_frames, "val_psnr_best": best["psnr"], "best_step": best["step"],
+              "val_psnr_final": curve[-1][1]}
     with atomic_path(TRAIN_REPORTS / f"{tag}.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     with atomic_path(TRAIN_REPORTS / f"{tag}.csv") as tmp:
         tmp.write_text("step,loss,lr\n" + "".join(f"{s},{l:.6f},{r:.3e}\n" for s, l, r in history))
+    with atomic_path(TRAIN_REPORTS / f"{tag}_val.csv") as tmp:
+        tmp.write_text("step,val_psnr\n" + "".join(f"{s},{v:.4f}\n" for s, v in curve))
     return result
 
 

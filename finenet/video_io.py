@@ -13,7 +13,8 @@ time on each side, the input's audio carried over.
   primaries, transfer). x264 CRF ``DEFAULT_CRF`` unless told otherwise; ``lossless`` (and CRF 0,
   which x264 treats the same at 8 bits) is x264 qp 0: mathematically lossless in the output
   pixel format. One output frame per input frame,
-  timestamps 0, 1, 2, … in units of 1/fps (variable-rate input comes out constant rate).
+  timestamps 0, 1, 2, … in units of 1/fps; a variable-frame-rate input (``VideoSource.check_timing``:
+  frame timestamps that disagree with the stream's nominal rate) keeps its own timestamps instead.
   Chroma subsampled by 2 needs an even side: an odd width (4:2:0, 4:2:2) or height (4:2:0) is
   padded by repeating the last column / row (the output is then one pixel wider / taller); 4:4:4
   is never padded. The input's first audio stream is copied packet by packet (interleaved with
@@ -63,6 +64,9 @@ STILL_CODECS = frozenset({"png", "apng", "mjpeg", "jpegls", "jpeg2000", "jpegxl"
                           "webp", "gif", "ppm", "pgm", "pgmyuv", "pbm", "pam", "pfm", "phm", "qoi",
                           "targa", "sgi", "dpx", "exr", "hdr", "pcx", "sunrast", "xbm", "xpm",
                           "xwd", "psd", "dds", "pictor", "pgx", "fits", "photocd", "vbn", "wbmp"})
+
+TIMING_TOLERANCE = 0.03  # VideoSource.check_timing: the timestamps' span may differ this much from
+                         # frames / fps before the input counts as variable frame rate
 
 # ------------------------------------------------------------------------- encoder settings
 # x264 CRF when none is given. 0 is mathematically lossless at 8 bits (x264 turns CRF 0 into qp 0;
@@ -268,6 +272,7 @@ class Picture:
     index: int
     rgb: np.ndarray
     planes: tuple[np.ndarray, np.ndarray, np.ndarray]
+    pts: int | None = None          # presentation time in the source stream's time base
 
 
 def _plane_arrays(frame, count: int = 3) -> tuple[np.ndarray, ...]:
@@ -318,6 +323,8 @@ class VideoSource:
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
         self.fps = Fraction(rate).limit_denominator(1_000_000)
         self.frames_hint = int(self._stream.frames or 0)   # 0 when the container does not say
+        self.time_base = self._stream.time_base
+        self.variable_rate = False                         # set by check_timing
         self.has_audio = bool(self._container.streams.audio)
         self.count = 0
         self.layout: Layout | None = None
@@ -389,13 +396,53 @@ class VideoSource:
                     if frame.pts is not None:
                         end = frame.pts + (getattr(frame, "duration", 0) or 0)
                     rgb = frame.to_ndarray(format="rgb24")
-                    yield Picture(index, rgb, self._planes(frame, rgb))
+                    yield Picture(index, rgb, self._planes(frame, rgb), frame.pts)
                     index += 1
         except (av.FFmpegError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or _first_line(exc)
             raise FineNetError(self.path, self._stopped(index, reason)) from None
         if index < self.frames_hint - discarded and not self._reaches_end(end):
             raise FineNetError(self.path, self._stopped(index))
+
+    def check_timing(self, tolerance: float = TIMING_TOLERANCE) -> str | None:
+        """Whether the frame timestamps disagree with the nominal rate ``fps`` (a variable frame
+        rate, or a wrong rate in the header): the span from the first to the last frame off by more
+        than ``tolerance`` of ``(frames - 1) / fps``, or a frame interval off by more than a quarter
+        of ``1 / fps``. Then sets ``variable_rate`` (the writer should keep the source timestamps:
+        ``VideoSink(time_base=...)``) and returns a one-line note; else None. Reads the packets'
+        timestamps only (a second demux of the file, no decoding); a stream without timestamps on
+        every packet, or fewer packets than the container advertises (a truncated file: decoding
+        reports it), is taken as constant rate."""
+        av = _av()
+        pts, discarded = [], 0
+        try:
+            with av.open(str(self.path)) as container:
+                stream = container.streams[self._stream.index]
+                for packet in container.demux(stream):
+                    if not packet.size:
+                        continue
+                    if getattr(packet, "is_discard", False):
+                        discarded += 1
+                        continue
+                    if packet.pts is None:
+                        return None
+                    pts.append(packet.pts)
+        except (av.FFmpegError, ValueError):
+            return None                           # damage is reported by the decoding itself
+        if len(pts) < 3 or not self.time_base or len(pts) < self.frames_hint - discarded:
+            return None
+        pts.sort()
+        times = (np.array(pts, dtype=np.float64) - pts[0]) * float(self.time_base)
+        nominal = 1 / float(self.fps)
+        expected = (len(times) - 1) * nominal
+        worst = float(np.max(np.abs(np.diff(times) / nominal - 1)))
+        if abs(times[-1] / expected - 1) <= tolerance and worst <= 0.25:
+            return None
+        self.variable_rate = True
+        return (f"frame timestamps disagree with the stream's nominal {float(self.fps):.4g} fps "
+                f"({len(times)} frames over {times[-1] + nominal:.3f} s, not {expected + nominal:.3f} s; "
+                f"frame intervals {np.diff(times).min() * 1000:.1f}-{np.diff(times).max() * 1000:.1f} ms): "
+                f"variable frame rate, the output keeps the source timestamps")
 
     def _planes(self, frame, rgb: np.ndarray) -> tuple[np.ndarray, ...]:
         layout = self.layout
@@ -449,10 +496,14 @@ class VideoSink:
 
     def __init__(self, path, width: int, height: int, fps: Fraction, fmt: str,
                  audio_from: Path | None = None, notify=None, *, layout: Layout | None = None,
-                 encoding: Encoding | None = None):
+                 encoding: Encoding | None = None, time_base: Fraction | None = None):
+        """``time_base``: keep the pictures' own timestamps (``Picture.pts``, in this time base,
+        shifted to start at 0) instead of numbering the frames 0, 1, 2, … at ``fps``."""
         av = _av()
         self.fps = Fraction(fps)
         self.count = 0
+        self.time_base = Fraction(time_base) if time_base else None
+        self._first_pts = self._last_pts = None
         self.width, self.height = width, height
         self.layout = layout or Layout("yuv420p")
         self.encoding = encoding or Encoding()
@@ -465,7 +516,7 @@ class VideoSink:
         self._video.pix_fmt = self.layout.pix_fmt
         self._video.options = self.encoding.options()
         cc = self._video.codec_context
-        cc.time_base = 1 / self.fps
+        cc.time_base = self.time_base or 1 / self.fps
         cc.color_range = self.layout.color_range
         cc.colorspace = self.layout.colorspace
         cc.color_primaries = self.layout.color_primaries
@@ -540,7 +591,7 @@ class VideoSink:
             planes = picture.planes
         else:
             planes = self.changed_planes(picture, image, rect)
-        self._encode(planes)
+        self._encode(planes, getattr(picture, "pts", None))
 
     def changed_planes(self, picture: Picture, image: np.ndarray, rect) -> tuple[np.ndarray, ...]:
         """``picture.planes`` plus the YUV difference of ``image - picture.rgb`` inside ``rect``;
@@ -577,7 +628,23 @@ class VideoSink:
                                              self.layout.subsample(dyuv[..., c]))
         return luma, cb, cr
 
-    def _encode(self, planes) -> None:
+    def _next_pts(self, pts: int | None) -> tuple[int, float]:
+        """(this frame's pts in the codec time base, the time its display ends, in seconds)"""
+        if self.time_base is None:
+            return self.count, float((self.count + 1) / self.fps)
+        step = max(1, round(1 / (self.fps * self.time_base)))     # one nominal frame, in ticks
+        if pts is not None and self._first_pts is None:
+            self._first_pts = pts
+        if pts is None or self._first_pts is None:
+            out = 0 if self._last_pts is None else self._last_pts + step
+        else:
+            out = pts - self._first_pts
+        if self._last_pts is not None and out <= self._last_pts:   # x264 needs increasing pts
+            out = self._last_pts + 1
+        self._last_pts = out
+        return out, float((out + step) * self.time_base)
+
+    def _encode(self, planes, pts: int | None = None) -> None:
         av = _av()
         width, height = self._video.width, self._video.height
         vf = av.VideoFrame(width, height, self.layout.pix_fmt)
@@ -587,11 +654,12 @@ class VideoSink:
                 data = np.pad(data, ((0, h - data.shape[0]), (0, w - data.shape[1])), mode="edge")
             np.frombuffer(plane, np.uint8).reshape(h, plane.line_size)[:, :w] = data
         vf.color_range, vf.colorspace = self.layout.color_range, self.layout.colorspace
-        vf.pts, vf.time_base = self.count, 1 / self.fps
+        vf.pts, until = self._next_pts(pts)
+        vf.time_base = self.time_base or 1 / self.fps
         for packet in self._video.encode(vf):
             self._container.mux(packet)
         self.count += 1
-        self._audio_until(float(self.count / self.fps))
+        self._audio_until(until)
 
     def close(self) -> None:
         """Flush the encoder and the rest of the audio; close the files."""

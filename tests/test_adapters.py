@@ -31,8 +31,8 @@ def vox_id(rel: str) -> str:
     return f"vox_{ident}_{yt}_{Path(utt).stem}"
 
 
-def vox_cfg(root, train=100, test=100, frames=None) -> dict:
-    return dict(root=str(root), train_videos=train, test_videos=test, frames_per_clip=frames)
+def vox_cfg(root, train=100, test=100, frames=None, val=0) -> dict:
+    return dict(root=str(root), train_videos=train, val_videos=val, test_videos=test, frames_per_clip=frames)
 
 
 def vw_cfg(root, test=100, frames=None) -> dict:
@@ -260,3 +260,13 @@ def test_stages_end_to_end_on_the_three_layouts(make_params, voxceleb_tree, vw30
     assert (tmp_path / "reports" / "data_summary.json").is_file()
     leftovers = [p for p in (tmp_path / "data").rglob("*") if ".tmp" in p.name]
     assert leftovers == []
+
+
+def test_voxceleb_val_clips_are_every_dev_video_of_identities_no_training_video_shows(voxceleb_tree):
+    dev = split_videos(voxceleb_tree, "dev")
+    clips = voxceleb.plan(vox_cfg(voxceleb_tree.root, train=1, test=0, val=100), seed=3)
+    train = [c for c in clips if c.set == "train"]
+    train_ids = {Path(c.source).parts[-3] for c in train}
+    val = sorted(c.clip_id for c in clips if c.set == "val")
+    assert len(train) == 1 and val
+    assert val == sorted(vox_id(r) for r in dev if r.split("/")[0] not in train_ids)

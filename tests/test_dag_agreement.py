@@ -11,6 +11,12 @@ rule of the same name as a template: ``${key}`` there and the rule's one non-cli
 (``{variant}``, ``{name}``) both become ``{key}``. DVC outs marked ``persist`` (a killed training run's resume state) are not products
 and have no Snakemake twin.
 
+Parameters: each DVC stage tracks keys of ``build/params.yaml`` (the resolved params.yaml, written by
+DVC's first stage ``params``, which has no Snakemake twin: the Snakefile resolves and validates
+params.yaml itself); each rule carries ``params: resolved={key: value}``, the same keys with their
+values (per clip, the clip's plan entry ``clip`` stands for the plan's keys ``finenet.dag.PLAN``).
+Both come from ``finenet/dag.py``; this checks what the two files actually declare.
+
 The Snakemake rules are loaded through ``snakemake.api`` without building a job DAG: nothing runs
 and nothing is written (file logging is off).
 """
@@ -28,6 +34,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = "finenet"                       # deps under here are code, not data
+BUILD_PARAMS = "build/params.yaml"     # the resolved parameters the DVC stages track
+DVC_ONLY = {"params"}                  # resolving params.yaml: Snakemake does it at parse time
 PROFILE = ROOT / "workflow" / "profiles" / "slurm" / "config.yaml"
 
 
@@ -98,6 +106,20 @@ def dvc_view(dvc: dict) -> dict[str, Stage]:
     }
 
 
+def dvc_params(dvc: dict) -> dict[str, frozenset[str]]:
+    """The parameter keys each stage tracks: ``build/params.yaml`` keys as they are, any other
+    file's (or a whole file) as ``<file>:<key>`` so it shows up as a difference."""
+    out = {}
+    for name, s in dvc_stages(dvc).items():
+        keys = set()
+        for entry in s.get("params") or []:
+            for file, names in ({"params.yaml": [entry]} if isinstance(entry, str) else entry).items():
+                names = names if names is not None else ["<whole file>"]
+                keys |= {k if file == BUILD_PARAMS else f"{file}:{k}" for k in names}
+        out[name] = frozenset(keys)
+    return out
+
+
 def dvc_edges(dvc: dict) -> set[tuple[str, str]]:
     stages = dvc_stages(dvc)
     return {(a, b) for a, sa in stages.items() for b, sb in stages.items()
@@ -149,6 +171,46 @@ def snakemake_view(rules: dict) -> dict[str, Stage]:
     }
 
 
+def without_covered(keys) -> frozenset[str]:
+    """``data.crop_size`` is inside ``data``: a key under another declared one adds nothing."""
+    keys = set(keys)
+    return frozenset(k for k in keys if not any(k.startswith(o + ".") for o in keys if o != k))
+
+
+def snakemake_params(rules: dict, clip: str) -> dict[str, frozenset[str]]:
+    """The keys of each rule's ``params: resolved=...`` (a value, or a function of the wildcards:
+    called with the planned ``clip`` and, for a template rule, the first name its wildcard
+    allows, which then reads ``{key}``); a per-clip rule's ``clip`` entry (its plan entry) stands
+    for the plan's keys."""
+    from snakemake.iocontainers import Wildcards
+
+    from finenet.dag import PLAN
+
+    out = {}
+    for name, r in rules.items():
+        if name == "all":
+            continue
+        resolved = dict(r.params.items()).get("resolved") if "resolved" in r.params.keys() else None
+        if resolved is None:
+            out[name] = frozenset()
+            continue
+        key = next((w for w in r.wildcard_names if w != "clip"), None)
+        concrete = r.wildcard_constraints[key].split("|")[0] if key else None
+        if callable(resolved):
+            values = {"clip": clip} if "clip" in r.wildcard_names else {}
+            resolved = resolved(Wildcards(fromdict={**values, **({key: concrete} if key else {})}))
+        keys = set()
+        for k in resolved:
+            if k == "clip":
+                keys |= set(PLAN)
+            elif concrete is not None:
+                keys.add(".".join("{key}" if part == concrete else part for part in k.split(".")))
+            else:
+                keys.add(k)
+        out[name] = without_covered(keys)
+    return out
+
+
 def snakemake_edges(rules: dict, clip: str) -> set[tuple[str, str]]:
     """A -> B when an output of A produces an input of B, with wildcards set to one planned clip."""
     def concrete(f) -> str:
@@ -181,10 +243,21 @@ def compare_commands(dvc: dict[str, Stage], smk: dict[str, Stage]) -> list[str]:
 
 def compare_names(dvc: dict[str, Stage], smk: dict[str, Stage]) -> list[str]:
     problems = []
-    if dvc.keys() - smk.keys():
-        problems.append(f"stages in dvc.yaml only: {sorted(dvc.keys() - smk.keys())}")
+    if dvc.keys() - smk.keys() - DVC_ONLY:
+        problems.append(f"stages in dvc.yaml only: {sorted(dvc.keys() - smk.keys() - DVC_ONLY)}")
     if smk.keys() - dvc.keys():
         problems.append(f"rules in Snakemake only: {sorted(smk.keys() - dvc.keys())}")
+    return problems
+
+
+def compare_params(dvc: dict[str, frozenset], smk: dict[str, frozenset]) -> list[str]:
+    problems = []
+    for name in sorted(dvc.keys() & smk.keys()):
+        d, s = without_covered(dvc[name]), smk[name]
+        if d - s:
+            problems.append(f"{name} params: in dvc.yaml only: {sorted(d - s)}")
+        if s - d:
+            problems.append(f"{name} params: in Snakemake only: {sorted(s - d)}")
     return problems
 
 
@@ -202,6 +275,7 @@ def drift(dvc_yaml: dict, rules: dict, clip: str) -> list[str]:
     d, s = dvc_view(dvc_yaml), snakemake_view(rules)
     return (compare_names(d, s) + compare_commands(d, s) + compare_paths("outputs", d, s)
             + compare_paths("inputs", d, s)
+            + compare_params(dvc_params(dvc_yaml), snakemake_params(rules, clip))
             + compare_edges(dvc_edges(dvc_yaml), snakemake_edges(rules, clip)))
 
 
@@ -252,12 +326,33 @@ def test_same_edges(dvc_yaml, snakemake_workflow):
     train = {("pack", "train_predeblur"), ("heatmaps", "train_predeblur"),
              ("train_predeblur", "train_enhance"), ("train_predeblur", "train_interp"),
              ("train_predeblur", "train_combine"), ("train_enhance", "train_combine"),
-             ("train_interp", "train_combine")}
+             ("train_interp", "train_combine"), ("train_predeblur", "train_baseline")}
     trained_on_data = ("train_enhance", "train_interp", "train_combine", "train_baseline")
     data_to_train = {(d, t) for d in ("pack", "heatmaps") for t in trained_on_data}
     evaluate = {(a, "evaluate") for a in ("heatmaps", "pack", "train_predeblur", *trained_on_data)}
+    curves = {(t, "report") for t in ("train_predeblur", *trained_on_data)}   # validation curves
     assert edges == {("sample", "blur"), ("sample", "heatmaps"), ("blur", "heatmaps"),
-                     ("heatmaps", "pack"), ("evaluate", "report")} | train | data_to_train | evaluate
+                     ("heatmaps", "pack"), ("evaluate", "report")} | train | data_to_train | evaluate | curves
+
+
+def test_same_parameter_keys(dvc_yaml, snakemake_workflow):
+    rules, clips = snakemake_workflow
+    assert compare_params(dvc_params(dvc_yaml), snakemake_params(rules, clips[0])) == []
+
+
+def test_parameter_views_are_not_trivially_empty(dvc_yaml, snakemake_workflow):
+    rules, clips = snakemake_workflow
+    dvc, smk = dvc_params(dvc_yaml), snakemake_params(rules, clips[0])
+    assert dvc.keys() == smk.keys() | DVC_ONLY and dvc["params"] == frozenset()
+    assert {"variants.enhance.{key}", "train.iterations.enhance", "model.feat"} <= smk["train_enhance"]
+    assert {"seed", "data.embedded.train", "blur"} <= smk["blur"] == dvc["blur"]
+    assert "baselines.{key}" in dvc["train_baseline"] and "report" in dvc["report"]
+    # a per-clip job carries its clip's plan entry and the stage's own keys
+    job = rules["blur"].params.resolved
+    from snakemake.iocontainers import Wildcards
+
+    values = job(Wildcards(fromdict={"clip": clips[0]}))
+    assert values["clip"]["clip_id"] == clips[0] and "data.embedded.train" not in values
 
 
 def test_views_are_not_trivially_empty(views):
@@ -288,6 +383,14 @@ def _code_dep_only(d):
     d["stages"]["pack"]["deps"].append("finenet/stages.py")
 
 
+def _dropped_param(d):
+    d["stages"]["train_enhance"]["do"]["params"][0][BUILD_PARAMS].remove("train.lr")
+
+
+def _params_yaml_key(d):
+    d["stages"]["heatmaps"]["params"].append("landmarks")    # params.yaml's, as dvc.yaml once had
+
+
 @pytest.mark.parametrize("mutate, expected", [
     (_rename_stage, ["stages in dvc.yaml only: ['sampling']", "rules in Snakemake only: ['sample']",
                      "edges in dvc.yaml only: [('sampling', 'blur'), ('sampling', 'heatmaps')]",
@@ -297,7 +400,10 @@ def _code_dep_only(d):
     (_dropped_metric, ["pack outputs: in Snakemake only: ['reports/data_summary.json']"]),
     (_other_command, ["blur command: dvc.yaml runs 'finenet sample', Snakemake 'finenet blur'"]),
     (_code_dep_only, []),
-], ids=["renamed-stage", "extra-dep", "dropped-metric", "other-command", "code-dep-is-fine"])
+    (_dropped_param, ["train_enhance params: in Snakemake only: ['train.lr']"]),
+    (_params_yaml_key, ["heatmaps params: in dvc.yaml only: ['params.yaml:landmarks']"]),
+], ids=["renamed-stage", "extra-dep", "dropped-metric", "other-command", "code-dep-is-fine",
+        "dropped-param", "params-yaml-section"])
 def test_checker_detects_drift(dvc_yaml, snakemake_workflow, mutate, expected):
     rules, clips = snakemake_workflow
     assert drift(dvc_yaml, rules, clips[0]) == []

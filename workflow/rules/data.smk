@@ -1,11 +1,14 @@
 # Data stages: sample -> blur -> heatmaps per clip, then pack into one HDF5 per set.
+# Paths: finenet/layout.py; parameters: finenet/dag.py (stage_params, common.smk).
 
 
 rule sample:
     input:
-        "data/external",
+        str(LAYOUT.external),
     output:
-        "data/clips/{clip}.npz",
+        str(LAYOUT.clip_file("{clip}")),
+    params:
+        resolved=stage_params("sample"),
     log:
         "logs/sample/{clip}.log",
     shell:
@@ -14,9 +17,11 @@ rule sample:
 
 rule blur:
     input:
-        "data/clips/{clip}.npz",
+        str(LAYOUT.clip_file("{clip}")),
     output:
-        "data/blurred/{clip}.npz",
+        str(LAYOUT.blurred_file("{clip}")),
+    params:
+        resolved=stage_params("blur"),
     log:
         "logs/blur/{clip}.log",
     shell:
@@ -25,10 +30,12 @@ rule blur:
 
 rule heatmaps:
     input:
-        "data/clips/{clip}.npz",
-        "data/blurred/{clip}.npz",
+        str(LAYOUT.clip_file("{clip}")),
+        str(LAYOUT.blurred_file("{clip}")),
     output:
-        "data/h5/{clip}.h5",
+        str(LAYOUT.shard_file("{clip}")),
+    params:
+        resolved=stage_params("heatmaps"),
     resources:
         gpu=1 if PARAMS["landmarks"]["device"].startswith("cuda") else 0,
     log:
@@ -39,11 +46,13 @@ rule heatmaps:
 
 rule pack:
     input:
-        expand("data/h5/{clip}.h5", clip=CLIPS),
+        [str(LAYOUT.shard_file(clip)) for clip in CLIPS],
     output:
-        directory("data/sets"),
-        report("reports/data_summary.json", caption="../report/data_summary.rst", category="Data"),
-        report("reports/figures/data_preview.png", caption="../report/data_preview.rst", category="Data"),
+        directory(str(LAYOUT.sets)),
+        report(str(LAYOUT.data_summary), caption="../report/data_summary.rst", category="Data"),
+        report(str(LAYOUT.data_preview), caption="../report/data_preview.rst", category="Data"),
+    params:
+        resolved=stage_params("pack"),
     log:
         "logs/pack.log",
     shell:

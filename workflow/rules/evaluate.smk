@@ -1,8 +1,8 @@
 # Evaluation of every trained method on every test set, then the paper's tables and figures.
-MODELS = (["models/predeblur/model.pt"]
-          + [f"models/{net}/{v}/model.pt" for net in ("enhance", "interp", "combine")
-             for v in PARAMS["variants"][net]]
-          + [f"models/baselines/{name}/model.pt" for name in PARAMS["baselines"]])
+# Paths: finenet/layout.py; parameters: finenet/dag.py (stage_params, common.smk).
+MODELS = ([model_pt("predeblur")]
+          + [model_pt(net, v) for net in ("enhance", "interp", "combine") for v in PARAMS["variants"][net]]
+          + [model_pt(name) for name in PARAMS["baselines"]])
 
 
 rule evaluate:
@@ -10,32 +10,42 @@ rule evaluate:
         TRAIN_DATA,
         MODELS,
     output:
-        "reports/eval/frames.csv",
-        "reports/eval/per_clip.csv",
-        "reports/eval/noref.csv",
-        "reports/eval/samples.h5",
-        report("reports/metrics.json", caption="../report/metrics.rst", category="Evaluation"),
+        str(LAYOUT.eval_frames),
+        str(LAYOUT.eval_per_clip),
+        str(LAYOUT.eval_noref),
+        str(LAYOUT.eval_samples),
+        report(str(LAYOUT.metrics), caption="../report/metrics.rst", category="Evaluation"),
+    params:
+        resolved=stage_params("evaluate"),
     log:
         "logs/evaluate.log",
     shell:
         FINENET.format(stage="evaluate") + " 2> {log}"
 
 
+VAL_CURVES = [str(LAYOUT.train_curve(net, v, suffix="_val"))
+              for net, v in training_runs(PARAMS["variants"], PARAMS["baselines"])]
+
+
 rule report:
     input:
-        "reports/eval/frames.csv",
-        "reports/eval/noref.csv",
-        "reports/eval/samples.h5",
+        str(LAYOUT.eval_frames),
+        str(LAYOUT.eval_noref),
+        str(LAYOUT.eval_samples),
+        VAL_CURVES,
     output:
-        report(directory("reports/tables"), caption="../report/tables.rst", category="Tables",
+        report(directory(str(LAYOUT.tables)), caption="../report/tables.rst", category="Tables",
                patterns=["{name}.md"]),
-        report(directory("reports/figures/qualitative"), caption="../report/qualitative.rst",
+        report(directory(str(LAYOUT.qualitative)), caption="../report/qualitative.rst",
                category="Figures", patterns=["{name}.png"]),
-        "reports/report.md",
-        "reports/eval/severity.csv",
-        report("reports/pies.json", caption="../report/pies.rst", category="Figures"),
-        report("reports/figures/fig10_pies.png", caption="../report/pies.rst", category="Figures"),
-        report("reports/figures/psnr_vs_severity.png", caption="../report/severity.rst", category="Figures"),
+        str(LAYOUT.report_index),
+        str(LAYOUT.severity),
+        report(str(LAYOUT.pies), caption="../report/pies.rst", category="Figures"),
+        report(str(LAYOUT.pies_figure), caption="../report/pies.rst", category="Figures"),
+        report(str(LAYOUT.severity_figure), caption="../report/severity.rst", category="Figures"),
+        report(str(LAYOUT.curves_figure), caption="../report/curves.rst", category="Training"),
+    params:
+        resolved=stage_params("report"),
     log:
         "logs/report.log",
     shell:

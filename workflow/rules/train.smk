@@ -1,15 +1,25 @@
 # Training: stage one alone, then the two branches (independent: they run in parallel), then the
 # combiner on the frozen "full" branches. One rule per network; the ablation variant is a wildcard.
 # Each baseline (params.yaml: baselines) is trained from scratch by one rule, its name a wildcard.
-TRAIN_DATA = ["data/sets", expand("data/h5/{clip}.h5", clip=CLIPS)]
+# Run names and paths: finenet/layout.py; parameters: finenet/dag.py (stage_params, common.smk).
+TRAIN_DATA = [str(LAYOUT.sets), [str(LAYOUT.shard_file(clip)) for clip in CLIPS]]
 GPU = 1 if PARAMS["train"]["device"] in ("auto", "cuda") else 0
 
 
+def train_run(net):
+    """(net, variant) of a rule's run, its variant or baseline name a wildcard."""
+    return {"predeblur": (net,), "baselines": ("{name}",)}.get(net, (net, "{variant}"))
+
+
+def model_pt(net, variant=None):
+    return str(LAYOUT.model_path(net, variant))
+
+
 def train_outputs(net):
-    tag = {"predeblur": net, "baselines": "baselines_{name}"}.get(net, f"{net}_{{variant}}")
-    run = {"predeblur": net, "baselines": "baselines/{name}"}.get(net, f"{net}/{{variant}}")
-    summary = report(f"reports/train/{tag}.json", caption="../report/train.rst", category="Training")
-    return [f"models/{run}/model.pt", summary, f"reports/train/{tag}.csv"]
+    summary = report(str(LAYOUT.train_summary(*train_run(net))), caption="../report/train.rst",
+                     category="Training")
+    return [model_pt(*train_run(net)), summary, str(LAYOUT.train_curve(*train_run(net))),
+            str(LAYOUT.train_curve(*train_run(net), suffix="_val"))]
 
 
 rule train_predeblur:
@@ -17,6 +27,8 @@ rule train_predeblur:
         TRAIN_DATA,
     output:
         train_outputs("predeblur"),
+    params:
+        resolved=stage_params("train_predeblur"),
     log:
         "logs/train/predeblur.log",
     resources:
@@ -28,9 +40,11 @@ rule train_predeblur:
 rule train_enhance:
     input:
         TRAIN_DATA,
-        "models/predeblur/model.pt",
+        model_pt("predeblur"),
     output:
         train_outputs("enhance"),
+    params:
+        resolved=stage_params("train_enhance"),
     wildcard_constraints:
         variant="|".join(PARAMS["variants"]["enhance"]),
     log:
@@ -44,9 +58,11 @@ rule train_enhance:
 rule train_interp:
     input:
         TRAIN_DATA,
-        "models/predeblur/model.pt",
+        model_pt("predeblur"),
     output:
         train_outputs("interp"),
+    params:
+        resolved=stage_params("train_interp"),
     wildcard_constraints:
         variant="|".join(PARAMS["variants"]["interp"]),
     log:
@@ -60,11 +76,13 @@ rule train_interp:
 rule train_combine:
     input:
         TRAIN_DATA,
-        "models/predeblur/model.pt",
-        "models/enhance/full/model.pt",
-        "models/interp/full/model.pt",
+        model_pt("predeblur"),
+        model_pt("enhance", "full"),
+        model_pt("interp", "full"),
     output:
         train_outputs("combine"),
+    params:
+        resolved=stage_params("train_combine"),
     wildcard_constraints:
         variant="|".join(PARAMS["variants"]["combine"]),
     log:
@@ -78,8 +96,11 @@ rule train_combine:
 rule train_baseline:
     input:
         TRAIN_DATA,
+        model_pt("predeblur"),   # EDVR's pre-deblur starts from stage one's
     output:
         train_outputs("baselines"),
+    params:
+        resolved=stage_params("train_baseline"),
     wildcard_constraints:
         name="|".join(PARAMS["baselines"]),
     log:
