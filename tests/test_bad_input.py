@@ -434,7 +434,7 @@ def test_unknown_profile(raw_params, work, cli):
         load_params(path, "papr")
     exc = one_error(excinfo)
     assert exc.where == str(path)
-    assert "profile 'papr' is not 'embedded' nor a key of profiles (ci, paper)" in exc.problem
+    assert "profile 'papr' is not 'embedded' nor a key of profiles (bench, ci, paper)" in exc.problem
     rc, lines = cli(None, "plan", "--profile", "papr", path=path)
     assert_one_line(rc, lines, f"finenet: {path}: ", "profile 'papr'")
     raw = copy.deepcopy(raw_params)

@@ -145,6 +145,7 @@ def test_two_seeds_train_evaluate_and_report_end_to_end(tmp_path_factory):
         raw["bench"] = {"seeds": [1, 2], "cores": 2}
         raw["profiles"]["bench"]["train"].update(iterations={k: 6 for k in ("predeblur", "enhance", "interp",
                                                                              "combine", "baseline")},
+                                                 judge_steps=4,
                                                  validation={"every": 3, "frame_stride": 2})
 
     root = embedded_workdir(tmp_path_factory.mktemp("bench_e2e"), edit)
