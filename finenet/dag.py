@@ -38,6 +38,8 @@ import yaml
 
 from .layout import DEFAULT as L
 from .layout import training_runs
+from .release import BENCH_MANIFEST, RELEASE
+from .release import inputs as release_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "finenet"
@@ -224,6 +226,8 @@ DVC_ONLY = ("params",)   # Snakemake resolves and validates params.yaml when it 
 BENCH_DVC_YAML = "bench/dvc.yaml"
 BENCH_BUILD = (L.build / "params-bench.yaml").as_posix()
 BENCH_OUT = "reports/bench"
+RELEASE_OUT = RELEASE.as_posix()                  # finenet/release.py: the release model, git-tracked
+RELEASE_MANIFEST = BENCH_MANIFEST.as_posix()
 # besides the package: what a bench run executes (Snakemake drives the training and evaluate rules)
 BENCH_FILES = ("Snakefile", "workflow/rules/common.smk", "workflow/rules/train.smk",
                "workflow/rules/evaluate.smk", "finenet/paper_results.yaml")
@@ -255,7 +259,19 @@ def bench_stages() -> dict:
                   "deps": [*code, *BENCH_FILES, L.sets.as_posix(), L.shards.as_posix()],
                   "params": [{BENCH_BUILD: bench_keys()}],
                   "outs": [{BENCH_OUT: {"persist": True, "cache": False}}]},
+        "release": {"cmd": "python -m finenet.release", "wdir": root,
+                    "deps": [*code_deps("finenet.release"), RELEASE_MANIFEST,
+                             *(f.as_posix() for f in release_inputs(bench_seeds()))],
+                    "params": [{BENCH_BUILD: ["bench.seeds"]}],
+                    "outs": [{RELEASE_OUT: {"cache": False}}]},
     }
+
+
+def bench_seeds(path=None) -> list[int]:
+    """The bench tier's training seeds (params.yaml's ``bench.seeds``; the release stage's deps)."""
+    from .params import load_params
+
+    return list(load_params(path or ROOT / PARAMS_YAML, "bench")["bench"]["seeds"])
 
 
 BENCH_HEADER = """\

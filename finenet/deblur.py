@@ -60,6 +60,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from .checkpoint import load_model
+from .compare import CompareSink, check_compare, parse_labels, temp_outputs
 from .errors import FineNetError
 from .face.crop import crop_frame, crop_matrix, nearest_box
 from .face.detectors import DlibDetector, make_detector
@@ -67,28 +68,34 @@ from .face.heatmap import render_heatmaps
 from .layout import model_file
 from .models.finenet import FineNet
 from .params import DEFAULT_PARAMS
+from .release import NETS, installed, verify
 from .train import net_config, pick_device
 from .video_io import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
-                       VideoSource, output_format, parse_encoding, remove_stale_temps, temp_output)
+                       VideoSource, output_format, parse_encoding, remove_stale_temps)
 
 MAX_GAP = 5             # longest run of frames without a detected face that is bridged
 TRUNCATE = 3.0          # box smoothing window: +-ceil(TRUNCATE x sigma) frames (the look-ahead)
 FEATHER = 0.15          # blend ramp width, as a fraction of the crop side
 DETECT_MAX_SIDE = 640   # faces are searched on frames shrunk to this longer side at most
 NUM_FRAMES = 5
-NETS = (("predeblur", None), ("enhance", "full"), ("interp", "full"), ("combine", "late"))
 
 HELP = "deblur the (largest / tracked) face in a video with the trained FineNet"
 DESCRIPTION = __doc__
 
 
 def add_arguments(p) -> None:
-    p.add_argument("input", help="input video (any length and resolution)")
+    p.add_argument("input", help="input video (any length and resolution), or a folder of videos "
+                                 "(each deblurred into the -o folder)")
     p.add_argument("-o", "--output", required=True,
-                   help=f"output video ({', '.join(CONTAINERS)}); written atomically")
-    p.add_argument("--checkpoint", default="models",
-                   help="the pipeline's models folder: predeblur/, enhance/full/, interp/full/, "
-                        "combine/late/ (default: models)")
+                   help=f"output video ({', '.join(CONTAINERS)}); written atomically. With a "
+                        f"folder input, the output folder (not the input folder): OUTDIR/<the "
+                        f"input's name>, .mp4 where the input's container is not one of these, "
+                        f"and OUTDIR/deblur_summary.json")
+    p.add_argument("--checkpoint", default=None,
+                   help="a models folder: predeblur/, enhance/full/, interp/full/, combine/late/ "
+                        "model.pt. Default: the release model installed with the package (the "
+                        "bench tier's FineNet, checked against its manifest); `--checkpoint "
+                        "models`: what `dvc repro` just trained")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="auto: CUDA when available (default)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default: params.yaml)")
@@ -106,11 +113,25 @@ def add_arguments(p) -> None:
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=X264_PRESETS,
                    help=f"x264 speed / size trade-off (default: {DEFAULT_PRESET}); slower presets give "
                         f"smaller files at the same quality")
+    p.add_argument("--compare", default=None, metavar="PATH",
+                   help="also write a comparison video: the input and the output side by side "
+                        "(same frames, rate and encoder settings; written atomically with the "
+                        "output). With a folder input, a folder for them (neither the input nor "
+                        "the output folder), one per video under the output's name")
+    p.add_argument("--labels", default=None, metavar="LEFT,RIGHT",
+                   help="with --compare: label its halves, e.g. \"input,FineNet\" (small text bars "
+                        "above the video; default: no text)")
+    p.add_argument("--batch", default="1", metavar="N",
+                   help="run FineNet on N consecutive five-frame windows per call (default: 1): "
+                        "fewer, larger model calls, meant for a GPU; the same output; the "
+                        "streaming buffer grows by N-1 frames")
 
 
 def encode_options(args) -> dict:
-    """The encoder keywords of ``run`` from the parsed command line."""
-    return {"crf": args.crf, "lossless": args.lossless, "preset": args.preset}
+    """All of ``run``'s keyword options from the parsed command line (the encoder's, the
+    comparison video's and the window batch): ``finenet.cli`` passes them as ``**`` keywords."""
+    return {"crf": args.crf, "lossless": args.lossless, "preset": args.preset,
+            "compare": args.compare, "labels": args.labels, "batch": args.batch}
 
 
 @dataclass(eq=False)
@@ -353,24 +374,48 @@ def paste(image: np.ndarray, residual: np.ndarray, window: np.ndarray, size: int
 
 @torch.inference_mode()
 def restore(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
-            checkpoint):
+            checkpoint, batch: int = 1):
     """(frame index, full output RGB frame, the rectangle it differs from the decoded one in or
-    None): FineNet's correction pasted in, or the frame as decoded."""
-    for f, win in windows:
-        if win is None:
-            yield f.index, f.image, None
-            continue
-        c = len(win) // 2         # the window's centre (loader.num_frames frames)
-        frames = torch.stack([g.crop for g in win])[None].to(device)
-        heat = torch.stack([g.heat for g in win])[None].to(device)
+    None), in frame order: FineNet's correction pasted in, or the frame as decoded.
+
+    ``batch`` consecutive windows go through FineNet in one call (stacked on the batch axis; a
+    frame that passes through, or the end, sends the windows gathered so far at once). While a
+    batch fills, its first windows' frames wait: at most ``batch - 1`` windows beyond the one just
+    formed (the ``batch`` entry of ``stats``, counted only when ``batch > 1``), so the streaming
+    bound grows by ``batch - 1`` frames."""
+    pending: list = []            # (frame, its window) waiting for the model call
+
+    def flush():
+        if not pending:
+            return
+        frames = torch.stack([torch.stack([g.crop for g in win]) for _, win in pending]).to(device)
+        heat = torch.stack([torch.stack([g.heat for g in win]) for _, win in pending]).to(device)
         try:
-            out = model(frames, heat)["output"][0].float().clamp(0, 1)
+            out = model(frames, heat)["output"].float().clamp(0, 1)
         except RuntimeError as exc:
             raise FineNetError(checkpoint, f"the models fail on a {size}x{size} crop "
                                            f"({str(exc).splitlines()[0][:120]})") from None
-        residual = ((out - frames[0, c]) * 255).permute(1, 2, 0).cpu().numpy()
-        stats.deblurred += 1
-        yield (f.index, *paste(f.image, residual, f.window, size))
+        c = frames.shape[1] // 2      # the windows' centre (loader.num_frames frames)
+        residuals = ((out - frames[:, c]) * 255).permute(0, 2, 3, 1).cpu().numpy()
+        done = list(pending)
+        pending.clear()
+        if batch > 1:
+            stats.hold("batch", 0)
+        for (f, _), residual in zip(done, residuals):
+            stats.deblurred += 1
+            yield (f.index, *paste(f.image, residual, f.window, size))
+
+    for f, win in windows:
+        if win is None:
+            yield from flush()
+            yield f.index, f.image, None
+            continue
+        pending.append((f, win))
+        if batch > 1:
+            stats.hold("batch", len(pending) - 1)
+        if len(pending) >= batch:
+            yield from flush()
+    yield from flush()
 
 
 # --------------------------------------------------------------------------------- set-up
@@ -393,11 +438,13 @@ def check_model(path: Path, arch: str, config: dict, profile: str) -> None:
 
 
 def load_finenet(checkpoint, params: dict, device: torch.device) -> FineNet:
-    """FineNet assembled from the pipeline's models folder, checked against the parameters."""
-    root = Path(checkpoint)
+    """FineNet assembled from a models folder (None: the installed release), checked against the
+    parameters, and byte for byte against the folder's release manifest where it has one."""
+    root = Path(checkpoint) if checkpoint is not None else installed()
     if not root.is_dir():
         raise FineNetError(root, "checkpoint folder not found (the pipeline's models/ folder, "
-                                 "made by dvc repro)")
+                                 "made by dvc repro, or a release folder)")
+    verify(root)
     nets = {}
     for net, variant in NETS:
         path = model_file(root, net, variant)
@@ -421,8 +468,42 @@ def make_detectors(params: dict):
     return face, make_detector(lm["detector"], lm["upsample"], lm["device"])
 
 
-def check_output(path: Path) -> str:
-    """The output's container format; an error now if its folder cannot be written."""
+@dataclass(eq=False)
+class Loaded:
+    """The model and detectors, loaded once (a folder of videos shares them: ``run(loaded=...)``)."""
+
+    model: FineNet
+    face_detector: object
+    landmark_detector: object
+
+
+def load(params: dict, checkpoint, device: torch.device) -> Loaded:
+    """``load_finenet`` and ``make_detectors`` (one-line errors for a bad checkpoint)."""
+    return Loaded(load_finenet(checkpoint, params, device), *make_detectors(params))
+
+
+def parse_batch(batch) -> int:
+    """``--batch``: a whole number of windows, 1 or more; else a one-line ``FineNetError``."""
+    text = str(batch).strip()
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise FineNetError("--batch", f"must be a whole number of five-frame windows, 1 or more, "
+                                      f"got {batch!r}")
+    return int(text)
+
+
+def check_output(path: Path, source: Path | None = None) -> str:
+    """The output's container format; an error now if its folder cannot be written, or if it is
+    the input ``source`` itself under any name (the same path, ``./`` or absolute, a symbolic or a
+    hard link: the same device and inode), which writing the output would replace."""
+    if source is not None:
+        try:
+            same = os.path.samefile(path, source)
+        except OSError:                         # either is missing: they cannot be one file
+            same = False
+        if same:
+            alias = "" if str(path) == str(source) else f" ({source}, under another name)"
+            raise FineNetError(path, f"is the input video{alias}: writing the output there would "
+                                     f"replace the original; give the output another name")
     fmt = output_format(path)
     if path.is_dir():
         raise FineNetError(path, "is a folder: give the output video's file name")
@@ -439,25 +520,42 @@ def check_output(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------ run
 
-def run(params: dict, source, output, checkpoint="models", device: str = "auto",
+def run(params: dict, source, output, checkpoint=None, device: str = "auto",
         progress: bool = True, stats: BufferStats | None = None, *, crf=None, lossless: bool = False,
-        preset: str | None = None) -> dict:
+        preset: str | None = None, compare=None, labels=None, batch=1,
+        loaded: Loaded | None = None) -> dict:
     """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks, the
     output's pixel format and encoder settings). ``crf`` (x264, 0..51; default
-    ``video_io.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264)."""
+    ``video_io.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264). ``compare``: also
+    write the side-by-side comparison video there (``finenet.compare``; ``labels``: "left,right"
+    text above its halves), atomically with the output: a failure leaves neither. ``batch``:
+    windows per model call (``restore``). ``loaded``: the model and detectors, already loaded.
+
+    A folder ``source`` deblurs each of its videos into the folder ``output``
+    (``finenet.folder.run_folder``, which returns its summary)."""
+    if Path(source).is_dir():
+        from .folder import run_folder
+
+        return run_folder(params, source, output, checkpoint, device, progress, crf=crf,
+                          lossless=lossless, preset=preset, compare=compare, labels=labels,
+                          batch=batch)
     source, output = Path(source), Path(output)
     d, lm = params["data"], params["landmarks"]
     size = d["crop_size"]
     encoding = parse_encoding(crf, lossless, preset)
+    batch, labels = parse_batch(batch), parse_labels(labels, compare)
+    comparison = check_compare(compare, source, output, check_output)   # (path, format) or None
     dev = pick_device(device, "--device")
-    fmt = check_output(output)
+    fmt = check_output(output, source)               # also: not the input under another name
     remove_stale_temps(output.absolute().parent)     # left by killed runs, for any output name
-    video = VideoSource(source)
-    stats = stats or BufferStats()
     note = lambda msg: tqdm.write(msg, file=sys.stderr)  # noqa: E731
+    # damaged frames, an end short of the declared length: warned when decoding gets to the end
+    video = VideoSource(source, warn=lambda problem: note(f"finenet: warning: {source}: {problem}"))
+    stats = stats or BufferStats()
     try:
-        model = load_finenet(checkpoint, params, dev)
-        face_detector, landmark_detector = make_detectors(params)
+        loaded = loaded or load(params, checkpoint, dev)
+        model, face_detector, landmark_detector = (loaded.model, loaded.face_detector,
+                                                   loaded.landmark_detector)
         scale = min(1.0, DETECT_MAX_SIDE / max(video.width, video.height))
         layout = video.layout
         if video.note:
@@ -485,28 +583,40 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
         frames = crop_faces(frames, landmark_detector, size, d["crop_margin"], lm["heatmap_size"],
                             lm["sigma"])
         images = restore(five_frame_windows(frames, stats, params["loader"]["num_frames"]), model, dev,
-                         size, stats, checkpoint)
+                         size, stats, checkpoint, batch)
         start = time.perf_counter()
+        if comparison is not None:
+            remove_stale_temps(comparison[0].absolute().parent)
         try:
-            with temp_output(output) as tmp:
+            with temp_outputs(output, comparison and comparison[0]) as (tmp, compare_tmp):
                 sink = VideoSink(tmp, video.width, video.height, video.fps, fmt,
                                  audio_from=source if video.has_audio else None, notify=note,
                                  layout=layout, encoding=encoding,
                                  time_base=video.time_base if video.variable_rate else None)
+                beside = None               # the comparison video's writer
                 try:
+                    if comparison is not None:
+                        beside = CompareSink(compare_tmp, sink, comparison[1], labels,
+                                             where=comparison[0])
                     with tqdm(total=video.frames_hint or None, desc=f"deblur {source.name}",
                               unit="frame", disable=not progress, leave=False) as bar:
                         for index, image, rect in images:
                             picture = pictures.popleft()
                             assert picture.index == index, (picture.index, index)
                             sink.write(picture, image, rect)    # rect None: the planes as decoded
+                            if beside is not None:
+                                beside.write(picture, image, rect)
                             bar.update(1)
                     if stats.detected == 0:
                         raise FineNetError(source, f"no face detected in any of the {video.count} frames")
                 except BaseException:
                     sink.abort()
+                    if beside is not None:
+                        beside.abort()
                     raise
                 sink.close()
+                if beside is not None:
+                    beside.close()
         except OSError as exc:
             raise FineNetError(output.absolute().parent,
                                f"cannot write the output here ({exc.strerror or exc})") from None
@@ -514,6 +624,8 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
     finally:
         video.close()
     return {"input": str(source), "output": str(output), "frames": video.count,
+            "rotation": layout.rotation, "shortfall": video.shortfall,
+            "corrupt_frames": len(video.corrupt),
             "fps": float(video.fps), "size": [video.width, video.height], "output_size": list(out_size),
             "input_pix_fmt": layout.input_pix_fmt, "pix_fmt": layout.pix_fmt,
             "color_range": "full" if layout.full_range else "limited", "matrix": layout.matrix_name,
@@ -521,4 +633,6 @@ def run(params: dict, source, output, checkpoint="models", device: str = "auto",
             "faces_detected": stats.detected, "deblurred": stats.deblurred,
             "passed_through": stats.passed, "audio": sink.audio_mode, "device": dev.type,
             "seconds": round(seconds, 3), "frames_per_s": round(video.count / max(seconds, 1e-9), 3),
-            "buffer_peak": dict(stats.peak), "buffer_peak_total": stats.peak_total}
+            "buffer_peak": dict(stats.peak), "buffer_peak_total": stats.peak_total,
+            "batch": batch, "compare": str(comparison[0]) if comparison else None,
+            "compare_size": [beside.width, beside.height] if beside else None}

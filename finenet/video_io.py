@@ -6,7 +6,12 @@ time on each side, the input's audio carried over.
   the container advertises when decoding gets there), then yields ``Picture`` objects one by one: the
   frame's planar YUV samples as decoded (``planes``, in the output's pixel format) and its RGB view
   (``rgb``, what the deblurring works on; PyAV's default conversion, the same as decord's, which
-  the training data went through).
+  the training data went through). A stream with a display matrix (a phone's portrait clip,
+  stored sideways) gives its RGB view as displayed (``Layout.to_display``: turned by a multiple
+  of 90 degrees, mirrored), its planes as stored. What decoding finds wrong without stopping is
+  in ``warnings()``: frames the decoder flagged as damaged (errors it concealed), and a Matroska /
+  WebM / FLV / ASF file whose frames end well before the duration its header declares (a file cut
+  short there decodes without an error, as fewer frames: ``shortfall``).
 - ``VideoSink``: H.264 (libx264) in the input's own pixel format where libx264 writes it
   (yuv420p, yuv422p, yuv444p; yuvj* as the matching yuv* tagged full range), else the closest
   8-bit one (``output_layout``; a note says so), with the input's colour tags (range, matrix,
@@ -19,6 +24,8 @@ time on each side, the input's audio carried over.
   padded by repeating the last column / row (the output is then one pixel wider / taller); 4:4:4
   is never padded. The input's first audio stream is copied packet by packet (interleaved with
   the video by time); when the output container cannot hold its codec, it is re-encoded to AAC.
+  The input's display matrix is written back as it is, on the planes as stored: the output plays
+  in the input's orientation, and ``write`` takes the image and rectangle as displayed.
 
 Untouched pixels are bit-exact: ``VideoSink.write(picture)`` encodes the decoded planes as they
 are; ``write(picture, image, rect)`` changes only the pixels of ``rect`` whose RGB differs from the
@@ -37,6 +44,7 @@ import contextlib
 import glob
 import math
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -64,6 +72,13 @@ STILL_CODECS = frozenset({"png", "apng", "mjpeg", "jpegls", "jpeg2000", "jpegxl"
                           "webp", "gif", "ppm", "pgm", "pgmyuv", "pbm", "pam", "pfm", "phm", "qoi",
                           "targa", "sgi", "dpx", "exr", "hdr", "pcx", "sunrast", "xbm", "xpm",
                           "xwd", "psd", "dds", "pictor", "pgx", "fits", "photocd", "vbn", "wbmp"})
+
+# Demuxers whose duration is written in the file's header (not measured from the last timestamps, as
+# MPEG-TS / Ogg do, nor guessed from the bit rate): a file cut short still declares its whole length
+HEADER_DURATION = frozenset({"matroska", "webm", "flv", "asf"})
+MAX_PLAUSIBLE_FPS = 240  # above it the rate is a guess from the time base (a damaged header)
+SHORT_TOLERANCE = 0.05   # VideoSource.shortfall: decoded frames may end this share of the declared
+                         # duration (at least 2 frames) early before the input counts as cut short
 
 TIMING_TOLERANCE = 0.03  # VideoSource.check_timing: the timestamps' span may differ this much from
                          # frames / fps before the input counts as variable frame rate
@@ -161,6 +176,51 @@ class Layout:
     color_trc: int = 2
     source: str = "native"
     input_pix_fmt: str = ""
+    display_matrix: tuple[int, ...] | None = None   # the stream's, written back as it is
+
+    # ---------------------------------------------------------------------------- orientation
+    @property
+    def orientation(self) -> tuple[bool, bool, bool]:
+        """(transpose, flip rows, flip columns): how the stored picture becomes the displayed one
+        (transposed first, then flipped), from ``display_matrix`` (FFmpeg's layout: a displayed
+        pixel is ``x' = a x + c y``, ``y' = b x + d y`` of the stored pixel ``(x, y)``)."""
+        return _orientation(self.display_matrix)
+
+    @property
+    def rotation(self) -> int:
+        """Degrees the display turns the stored picture counter-clockwise (FFmpeg's sign), 0..270."""
+        if self.display_matrix is None:
+            return 0
+        a, b = self.display_matrix[0], self.display_matrix[1]
+        return round(math.degrees(math.atan2(-b, a))) % 360
+
+    def to_display(self, stored: np.ndarray) -> np.ndarray:
+        """The (H,W,...) array as it is displayed (a view)."""
+        transpose, rows, cols = self.orientation
+        out = stored.swapaxes(0, 1) if transpose else stored
+        return out[::-1 if rows else 1, ::-1 if cols else 1]
+
+    def to_stored(self, displayed: np.ndarray) -> np.ndarray:
+        """``to_display`` undone (a view)."""
+        transpose, rows, cols = self.orientation
+        out = displayed[::-1 if rows else 1, ::-1 if cols else 1]
+        return out.swapaxes(0, 1) if transpose else out
+
+    def rect_to_stored(self, rect, height: int, width: int) -> tuple[int, int, int, int]:
+        """A (y0, y1, x0, x1) rectangle of the displayed (``height`` x ``width``) picture, clipped
+        to it, in stored coordinates."""
+        transpose, rows, cols = self.orientation
+        y0, y1, x0, x1 = (int(v) for v in rect)
+        y0, y1, x0, x1 = max(0, y0), min(height, y1), max(0, x0), min(width, x1)
+        if rows:
+            y0, y1 = height - y1, height - y0
+        if cols:
+            x0, x1 = width - x1, width - x0
+        return (x0, x1, y0, y1) if transpose else (y0, y1, x0, x1)
+
+    def stored_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the stored picture whose display is ``width`` x ``height``."""
+        return (height, width) if self.orientation[0] else (width, height)
 
     @property
     def full_range(self) -> bool:
@@ -172,6 +232,12 @@ class Layout:
         return {"yuv420p": (1, 1), "yuv422p": (1, 0), "yuv444p": (0, 0)}[self.pix_fmt]
 
     def padded_size(self, width: int, height: int) -> tuple[int, int]:
+        """The displayed size of a ``width`` x ``height`` (displayed) picture once its stored
+        picture is padded to whole chroma samples."""
+        padded = self.stored_padded_size(*self.stored_size(width, height))
+        return self.stored_size(*padded)
+
+    def stored_padded_size(self, width: int, height: int) -> tuple[int, int]:
         sx, sy = self.shift
         return width + (width % 2 if sx else 0), height + (height % 2 if sy else 0)
 
@@ -217,6 +283,33 @@ class Layout:
                                          self.subsample(yuv[..., 2])))
 
 
+def _orientation(matrix) -> tuple[bool, bool, bool]:
+    """(transpose, flip rows, flip columns) of an axis-aligned display matrix (None: as stored)."""
+    if matrix is None:
+        return False, False, False
+    a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]
+    if a == 0 and d == 0:
+        return True, b < 0, c < 0
+    return False, d < 0, a < 0
+
+
+def display_matrix(frame) -> tuple[tuple[int, ...] | None, str | None]:
+    """(the decoded frame's display matrix when it turns or mirrors the picture by a multiple of 90
+    degrees, else None; a note when it does something else, which is then ignored)."""
+    data = next((d for d in frame.side_data if getattr(d.type, "name", "") == "DISPLAYMATRIX"), None)
+    if data is None or data.buffer_size != 36:
+        return None, None
+    matrix = tuple(int(v) for v in np.frombuffer(bytes(data), "<i4"))
+    a, b, c, d = matrix[0], matrix[1], matrix[3], matrix[4]
+    if (a == 0) == (b == 0) or (c == 0) == (d == 0) or (a == 0) != (d == 0) or \
+            len({abs(v) for v in (a, b, c, d) if v}) != 1:
+        return None, (f"display matrix {list(matrix[:2])}/{list(matrix[3:5])} is not a turn by a "
+                      f"multiple of 90 degrees; frames processed as stored")
+    if _orientation(matrix) == (False, False, False):
+        return None, None
+    return matrix, None
+
+
 def _to_u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
@@ -229,10 +322,16 @@ def _subsampling(fmt) -> tuple[int, int]:
 def output_layout(frame) -> tuple[Layout, str | None]:
     """(the output's ``Layout`` for a stream whose first decoded frame is ``frame``, a note when
     its pixel format cannot be kept)."""
+    matrix, turn = display_matrix(frame)
+    layout, note = _output_layout(frame, matrix)
+    return layout, "; ".join(n for n in (note, turn) if n) or None
+
+
+def _output_layout(frame, matrix) -> tuple[Layout, str | None]:
     fmt = frame.format
     name = fmt.name
     tags = dict(colorspace=int(frame.colorspace), color_primaries=int(frame.color_primaries),
-                color_trc=int(frame.color_trc), input_pix_fmt=name)
+                color_trc=int(frame.color_trc), input_pix_fmt=name, display_matrix=matrix)
     rng = int(frame.color_range)
     if name in WRITABLE:
         return Layout(name, color_range=rng, **tags), None
@@ -267,7 +366,8 @@ def output_layout(frame) -> tuple[Layout, str | None]:
 @dataclass(eq=False)
 class Picture:
     """One decoded frame: its YUV ``planes`` in the output layout (Y at (H,W), chroma at the
-    subsampled size, unpadded, uint8) and its (H,W,3) uint8 ``rgb`` view."""
+    subsampled size, unpadded, uint8; as stored) and its (H,W,3) uint8 ``rgb`` view (as displayed:
+    turned upright by the stream's display matrix, ``Layout.to_display``)."""
 
     index: int
     rgb: np.ndarray
@@ -297,10 +397,13 @@ class VideoSource:
     frames an edit list hides are not missing), raises ``decoding stopped at frame N of M
     (truncated or corrupt...)`` when the iteration reaches it. Decoding is slice-threaded only:
     FFmpeg's frame threading swallows decode errors (a truncated file then just ends early).
+    ``width`` / ``height`` and each ``Picture.rgb`` are as displayed (the display matrix applied).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, warn=None):
+        """``warn(problem)``: told each of ``warnings()`` once decoding reaches the end (or None)."""
         self.path = Path(path)
+        self._warn = warn
         if not self.path.is_file():
             raise FineNetError(self.path, "video file not found")
         if self.path.stat().st_size == 0:
@@ -310,7 +413,8 @@ class VideoSource:
         try:
             self._container = av.open(str(self.path))
         except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-            raise FineNetError(self.path, f"not a decodable video ({_first_line(exc)})") from None
+            why = getattr(exc, "strerror", None) or _first_line(exc)    # not the path again
+            raise FineNetError(self.path, f"not a decodable video ({why})") from None
         streams = self._container.streams.video
         moving = [s for s in streams if not _cover_art(s)]
         if not moving:
@@ -329,6 +433,9 @@ class VideoSource:
         self.count = 0
         self.layout: Layout | None = None
         self.note: str | None = None                       # set when the pixel format changes
+        self.shortfall: str | None = None                  # set when decoding ends early (below)
+        self.corrupt: list[int] = []                       # frames the decoder flagged damaged
+        self.decoded = 0                                   # frames decoded so far
         self._frames = self._decode()
         try:                                     # two frames ahead: a video with no frames, or a
             self._ahead = [p for p in (next(self._frames, None), next(self._frames, None))
@@ -393,16 +500,76 @@ class VideoSource:
                         raise FineNetError(self.path, f"the frame size changes at frame {index} "
                                                       f"({self._size[0]}x{self._size[1]} to "
                                                       f"{frame.width}x{frame.height})")
+                    if frame.is_corrupt:          # decoded with errors, concealed
+                        self.corrupt.append(index)
                     if frame.pts is not None:
                         end = frame.pts + (getattr(frame, "duration", 0) or 0)
                     rgb = frame.to_ndarray(format="rgb24")
-                    yield Picture(index, rgb, self._planes(frame, rgb), frame.pts)
+                    planes = self._planes(frame, rgb)              # as stored
+                    if self.layout.display_matrix is not None:     # the picture as displayed
+                        rgb = np.ascontiguousarray(self.layout.to_display(rgb))
+                    yield Picture(index, rgb, planes, frame.pts)
                     index += 1
         except (av.FFmpegError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or _first_line(exc)
             raise FineNetError(self.path, self._stopped(index, reason)) from None
         if index < self.frames_hint - discarded and not self._reaches_end(end):
             raise FineNetError(self.path, self._stopped(index))
+        self.decoded = index
+        self.shortfall = self._short_of_duration(index, end)
+        for problem in self.warnings() if self._warn else ():
+            self._warn(problem)
+
+    def warnings(self) -> list[str]:
+        """What decoding to the end found wrong without stopping (empty before that): frames the
+        decoder flagged as damaged (it conceals the errors: they may show artefacts), an end short
+        of the declared duration (``shortfall``)."""
+        out = []
+        if self.corrupt:
+            shown = ", ".join(str(i) for i in self.corrupt[:8]) + (", ..." if len(self.corrupt) > 8 else "")
+            out.append(f"{len(self.corrupt)} of {self.decoded} frames decoded with errors (damaged "
+                       f"data, concealed by the decoder; they may show artefacts): frame"
+                       f"{'s' if len(self.corrupt) > 1 else ''} {shown}")
+        if self.shortfall:
+            out.append(self.shortfall)
+        return out
+
+    def _declared_seconds(self) -> float | None:
+        """The video's duration as the file's header declares it, where it declares no frame count
+        (``HEADER_DURATION`` formats: the stream's duration, its DURATION tag, or, with no audio
+        beside it, the container's); else None."""
+        if self.frames_hint or not HEADER_DURATION & set(self._container.format.name.split(",")):
+            return None
+        stream = self._stream
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        tag = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d*)?)", str(stream.metadata.get("DURATION", "")))
+        if tag:
+            return int(tag[1]) * 3600 + int(tag[2]) * 60 + float(tag[3])
+        if self._container.duration and not self.has_audio:
+            return self._container.duration / 1_000_000
+        return None
+
+    def _short_of_duration(self, decoded: int, end) -> str | None:
+        """Why the decoded frames look cut short of the declared duration (a Matroska / WebM file
+        cut short decodes without an error, as fewer frames), else None. Measured by the time the
+        last frame ends (variable frame rates are fine), counted in frames at the nominal rate."""
+        seconds = self._declared_seconds()
+        if not seconds or seconds <= 0 or not self.fps:
+            return None
+        frame = 1 / float(self.fps)
+        if end is not None and self.time_base:
+            done = float((end - (self._stream.start_time or 0)) * self.time_base)
+        else:
+            done = decoded * frame
+        if done >= seconds - max(2 * frame, SHORT_TOLERANCE * seconds):
+            return None
+        if float(self.fps) <= MAX_PLAUSIBLE_FPS:
+            return (f"{decoded} frames decoded of about {round(seconds / frame)} the container "
+                    f"declares ({seconds:.2f} s at {float(self.fps):.4g} fps; the decoded frames end "
+                    f"at {max(done, 0):.2f} s): truncated?")
+        return (f"{decoded} frames decoded, ending at {max(done, 0):.2f} s of the {seconds:.2f} s the "
+                f"container declares (frame rate unknown): truncated?")
 
     def check_timing(self, tolerance: float = TIMING_TOLERANCE) -> str | None:
         """Whether the frame timestamps disagree with the nominal rate ``fps`` (a variable frame
@@ -512,8 +679,11 @@ class VideoSink:
         self._inverse = np.linalg.inv(self._matrix).astype(np.float32)
         self._container = av.open(str(path), "w", format=fmt)
         self._video = self._container.add_stream("libx264", rate=self.fps)
-        self._video.width, self._video.height = self.layout.padded_size(width, height)
+        self._video.width, self._video.height = self.layout.stored_padded_size(
+            *self.layout.stored_size(width, height))
         self._video.pix_fmt = self.layout.pix_fmt
+        if self.layout.display_matrix is not None:       # stored as the input is, displayed alike
+            self._video.set_display_matrix(self.layout.display_matrix)
         self._video.options = self.encoding.options()
         cc = self._video.codec_context
         cc.time_base = self.time_base or 1 / self.fps
@@ -586,7 +756,7 @@ class VideoSink:
         (y0, y1, x0, x1) that ``image`` (the full RGB frame) changes from ``picture.rgb`` replaced.
         A bare (H,W,3) RGB array is converted whole."""
         if isinstance(picture, np.ndarray):
-            planes = self.layout.rgb_to_planes(picture)
+            planes = self.layout.rgb_to_planes(np.ascontiguousarray(self.layout.to_stored(picture)))
         elif image is None or rect is None:
             planes = picture.planes
         else:
@@ -596,8 +766,13 @@ class VideoSink:
     def changed_planes(self, picture: Picture, image: np.ndarray, rect) -> tuple[np.ndarray, ...]:
         """``picture.planes`` plus the YUV difference of ``image - picture.rgb`` inside ``rect``;
         a pixel (chroma sample) whose RGB (whose covered pixels' RGB) did not change keeps its
-        decoded value exactly."""
-        h, w = picture.rgb.shape[:2]
+        decoded value exactly. ``image`` and ``rect`` are as displayed, like ``picture.rgb``; the
+        planes as stored."""
+        rgb = picture.rgb
+        if self.layout.display_matrix is not None:
+            rect = self.layout.rect_to_stored(rect, *rgb.shape[:2])
+            rgb, image = self.layout.to_stored(rgb), self.layout.to_stored(image)
+        h, w = rgb.shape[:2]
         sx, sy = self.layout.shift
         fx, fy = 1 << sx, 1 << sy
         y0, y1, x0, x1 = (int(v) for v in rect)
@@ -605,7 +780,7 @@ class VideoSink:
         y1, x1 = min(h, -(-y1 // fy) * fy), min(w, -(-x1 // fx) * fx)
         if y0 >= y1 or x0 >= x1:
             return picture.planes
-        old = picture.rgb[y0:y1, x0:x1]
+        old = rgb[y0:y1, x0:x1]
         delta = image[y0:y1, x0:x1].astype(np.float32) - old
         changed = delta.any(-1)
         if not changed.any():
@@ -677,9 +852,12 @@ class VideoSink:
 
 
 def encode_frames(path, frames, codec: str = "libx264", pix_fmt: str = "yuv420p", rate=25,
-                  options: dict | None = None, in_format: str | None = None, repeat: int = 1) -> Path:
+                  options: dict | None = None, in_format: str | None = None, repeat: int = 1,
+                  display_rotation: float | None = None) -> Path:
     """Write ``frames`` ((T,H,W,3) RGB or (T,H,W) grey uint8, looped ``repeat`` times) as an encoded
-    video with PyAV: the one writer the tests and benchmarks make their input clips with."""
+    video with PyAV: the one writer the tests and benchmarks make their input clips with.
+    ``display_rotation``: a display matrix turning the stored frames by that many degrees
+    counter-clockwise when played (as a phone writes a portrait clip)."""
     av = _av()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -692,6 +870,8 @@ def encode_frames(path, frames, codec: str = "libx264", pix_fmt: str = "yuv420p"
         stream.pix_fmt = pix_fmt
         if options:
             stream.options = options
+        if display_rotation is not None:
+            stream.set_display_rotation(display_rotation)
         for _ in range(repeat):
             for frame in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format=in_format)):
@@ -777,3 +957,14 @@ def remove_stale_temps(folder) -> list[Path]:
         finally:
             os.close(fd)
     return removed
+
+
+# ------------------------------------------------------------------------------ folder input
+
+def input_suffixes() -> frozenset[str]:
+    """The file suffixes (lower case) a folder input (``finenet deblur DIR``) takes for videos:
+    every container the output is written in (``CONTAINERS``) and the pipeline's video suffixes
+    (``finenet.data.video.VIDEO_SUFFIXES``: .avi, .webm, .mpg, ...)."""
+    from .data.video import VIDEO_SUFFIXES
+
+    return frozenset(CONTAINERS) | frozenset(s.lower() for s in VIDEO_SUFFIXES)

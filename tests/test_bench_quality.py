@@ -132,3 +132,57 @@ def test_missing_models_is_one_line(tmp_path, capsys):
     assert code == 2 and "\n" not in err and "nope" in err
     assert bq.main(["--frames", "3", "--params", str(ROOT / "params.yaml")]) == 2
     assert "--frames" in capsys.readouterr().err
+
+
+def moving_clip(frames=6, step=(1, 2), h=64, w=80):
+    """A textured scene moving ``step`` (rows, cols) px a frame, and a 30x30 face region moving with it."""
+    big = textured(h + frames * step[0] + 8, w + frames * step[1] + 8, seed=3)
+    clip = np.stack([big[8 + (frames - t) * step[0]:, 8 + (frames - t) * step[1]:][:h, :w] for t in range(frames)])
+    regions = [(16 + t * step[0], 46 + t * step[0], 20 + t * step[1], 50 + t * step[1]) for t in range(frames)]
+    return clip, regions
+
+
+def flicker(clip, levels, where=None):
+    """Every other frame brighter, the others darker, by ``levels`` (8-bit), inside ``where`` or everywhere."""
+    out = clip.astype(int)
+    for t in range(len(clip)):
+        delta = np.full(clip.shape[1:3], levels if t % 2 else -levels)
+        if where is not None:
+            delta = np.where(where[t], delta, 0)
+        out[t] += delta[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_temporal_scores_flag_a_flickering_output_on_the_face_region():
+    ref, regions = moving_clip()
+    assert bq.union_region(regions) == (16, 51, 20, 60)
+    inp = np.stack([apply_kernel(f, motion_blur_kernel(5, 30, 0.0)) for f in ref])   # blurred, but steady
+    out = flicker(ref, 6)
+    tm = bq.temporal_scores(ref, inp, out, regions)
+    assert tm["pairs"] == 5 and tm["window"] == [40, 35] and len(tm["per_frame"]["output"]) == 5
+    assert tm["sharp"] < 0.2 and tm["input"] < 1.0          # steady motion is (almost) fully explained
+    # a +-6-level flicker: (12/255)^2 per channel, 3 channels, x10^3, on top of the floor
+    assert tm["output"] - tm["sharp"] == pytest.approx(3 * (12 / 255) ** 2 * 1e3, rel=0.1)
+    assert tm["output_minus_input"] > 5 and tm["output_over_input"] > 5
+    assert 0.8 < tm["visible_fraction"] <= 1
+    # the same flicker outside the face regions is not counted (only the warp's bilinear edge sees it)
+    outside = np.ones(ref.shape[:3], bool)
+    for t, (y0, y1, x0, x1) in enumerate(regions):
+        outside[t, y0:y1, x0:x1] = False
+    away = bq.temporal_scores(ref, inp, flicker(ref, 6, outside), regions)
+    assert abs(away["output"] - away["sharp"]) < 0.05 * (tm["output"] - tm["sharp"])
+    assert away["input"] == tm["input"] and away["sharp"] == tm["sharp"]   # the same flows, the same input
+
+
+def test_temporal_markdown_lists_the_cases_whose_output_flickers_more():
+    scores = {"all": {"face": {"psnr_in": 30.0, "psnr_out": 31.5}}}
+    steady = {"input": 2.0, "output": 1.5, "sharp": 0.4, "output_minus_input": -0.5, "output_over_input": 0.75,
+              "pairs": 39, "visible_fraction": 0.97}
+    shaky = {**steady, "output": 2.5, "output_minus_input": 0.5, "output_over_input": 1.25}
+    lines = bq.temporal_markdown({"a": {"scores": scores, "temporal": steady},
+                                  "b": {"scores": scores, "temporal": shaky}})
+    assert "| a | 39 | 30.00 → 31.50 | 2.000 | 1.500 | 0.400 | -0.500 | 97.0 % |" in lines
+    assert lines[-1] == "The output flickers more than the input in: b (+0.500, +25.0 %)."
+    lines = bq.temporal_markdown({"a": {"scores": scores, "temporal": steady}})
+    assert lines[-1] == "The output flickers no more than the input in any case."
+    assert bq.temporal_markdown({"a": {"scores": scores}}) == []          # run with --no-temporal
