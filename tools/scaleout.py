@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import filecmp
 import json
 import os
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SLURM_LOCAL = ROOT / "workflow" / "scripts" / "slurm_local.sh"
 SLURM_PROFILE = ROOT / "workflow" / "profiles" / "slurm"
+LOCK = Path(tempfile.gettempdir()) / "finenet-slurm-local.lock"
 TARGET_STAGE = "train_predeblur"          # and everything upstream of it
 MODEL = "models/predeblur/model.pt"
 DATA_DIRS = ("data/clips", "data/blurred", "data/h5", "data/sets")
@@ -324,6 +326,27 @@ def local_cluster(state: Path):
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
         raise CannotRun("the Snakemake SLURM executor is not installed: pip install snakemake-executor-plugin-slurm")
+    # one local cluster per machine (its config sits at /etc/slurm/slurm.conf): a second check
+    # waits for the first to take its cluster down
+    state.mkdir(parents=True, exist_ok=True)
+    lock = open(LOCK, "a")
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                raise CannotRun(f"another check held the local cluster ({LOCK}) for {TIMEOUT:.0f} s")
+            time.sleep(2)
+    try:
+        yield from _cluster(state)
+    finally:
+        lock.close()                                # releases the lock
+
+
+def _cluster(state: Path):
     environ = env(FINENET_SLURM_DIR=str(state), FINENET_SLURM_PORT=str(free_port(2)))
     up = slurm_script("up", environ)
     if up.returncode == 3:
