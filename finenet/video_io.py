@@ -475,19 +475,23 @@ class VideoSource:
         return f"decoding stopped at frame {decoded}{of} (truncated or corrupt" + \
             (f": {reason})" if reason else ")")
 
-    def _reaches_end(self, end) -> bool:
+    def _reaches_end(self, end, timed: bool = False) -> bool:
         """Whether the last decoded frame (``end``: where it ends, in the stream's time base; None
-        when unknown) reaches the stream's advertised end, to within a frame."""
+        when unknown) reaches the stream's advertised end: to within a frame where the frame's
+        duration is unknown (``end`` is then where it starts), to within half a frame where it is
+        known (``timed``; a whole frame's slack would let a file missing its last frame through)."""
         duration = self._stream.duration
         if not duration or end is None:
             return False
         last = 1 / (self.fps * self._stream.time_base)     # one frame, in the stream's time base
-        return end + last >= (self._stream.start_time or 0) + duration
+        return end + (last / 2 if timed else last) >= (self._stream.start_time or 0) + duration
 
     def _decode(self):
         av = _av()
         index = discarded = 0
-        end = None
+        end, timed = None, False
+        gap = None              # (from, to): the first stretch of presentation time with no frame
+        step = 1 / (self.fps * self.time_base) if self.time_base else None   # a frame, in ticks
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size and getattr(packet, "is_discard", False):   # hidden by an edit list
@@ -503,6 +507,10 @@ class VideoSource:
                     if frame.is_corrupt:          # decoded with errors, concealed
                         self.corrupt.append(index)
                     if frame.pts is not None:
+                        if gap is None and end is not None and step and \
+                                frame.pts > end + (0 if timed else step) + step / 2:
+                            gap = (end if timed else end + step, frame.pts)
+                        timed = bool(getattr(frame, "duration", 0))
                         end = frame.pts + (getattr(frame, "duration", 0) or 0)
                     rgb = frame.to_ndarray(format="rgb24")
                     planes = self._planes(frame, rgb)              # as stored
@@ -513,8 +521,14 @@ class VideoSource:
         except (av.FFmpegError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or _first_line(exc)
             raise FineNetError(self.path, self._stopped(index, reason)) from None
-        if index < self.frames_hint - discarded and not self._reaches_end(end):
-            raise FineNetError(self.path, self._stopped(index))
+        if index < self.frames_hint - discarded:
+            if not self._reaches_end(end, timed):
+                raise FineNetError(self.path, self._stopped(index))
+            if gap:                     # the end is there, a frame before it is not
+                start = self._stream.start_time or 0
+                raise FineNetError(self.path, self._stopped(index, (
+                    f"no frame from {float((gap[0] - start) * self.time_base):.3f} s to "
+                    f"{float((gap[1] - start) * self.time_base):.3f} s")))
         self.decoded = index
         self.shortfall = self._short_of_duration(index, end)
         for problem in self.warnings() if self._warn else ():

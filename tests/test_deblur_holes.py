@@ -296,3 +296,35 @@ def test_a_frame_decoded_with_errors_is_warned_about(carphone, small, tmp_path, 
     video = VideoSource(src)                                # the clean file: no word
     assert sum(1 for _ in video) == 10 and video.warnings() == []
     video.close()
+
+
+def test_an_mp4_missing_a_middle_frame_is_refused(carphone, small, tmp_path, capfd):
+    """Found by the fuzzer (case 182 of seed 0): a faststart mp4 with B-frames cut where its last
+    packet starts loses a frame in the middle of the display order; the last frame shown still
+    reaches the advertised end, so the end-time test let it through as complete (exit 0, 9 of 10
+    frames, no word). The gap in the frame times gives it away."""
+    import av
+
+    plain = encode_frames(tmp_path / "plain.mp4", carphone[30:40])
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(plain)) as i, av.open(str(whole), "w", options={"movflags": "+faststart"}) as o:
+        vout = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(i.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = vout
+                o.mux(packet)
+    with av.open(str(whole)) as c:
+        packets = [(p.pos, p.pts) for p in c.demux(video=0) if p.size]
+    last_pos, last_pts = max(packets)
+    assert last_pts < max(pts for _, pts in packets)          # a B-frame: shown before the last
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[:last_pos])
+    rc, lines, err = run_cli(cut, tmp_path / "out.mp4", small, capfd)
+    assert "Traceback" not in err
+    assert rc == 2 and len(lines) == 1, (rc, lines)
+    assert re.fullmatch(rf"finenet: {re.escape(str(cut))}: decoding stopped at frame 9 of 10 "
+                        rf"\(truncated or corrupt: no frame from \d\.\d+ s to \d\.\d+ s\)", lines[0]), lines
+    assert not (tmp_path / "out.mp4").exists() and temp_files(tmp_path) == []
+    video = VideoSource(whole)                                 # the whole file: complete
+    assert sum(1 for _ in video) == 10
+    video.close()
