@@ -316,7 +316,7 @@ def synthetic_batch(params: dict, batch: int, size: int, seed: int) -> dict:
     blurred = torch.rand(batch, n, generator=g) > 0.2
     blurred[0, n // 2], blurred[-1, n // 2] = True, batch == 1   # both classes where batch > 1
     return {"frames": frames, "heatmaps": torch.rand(batch, n, 68, hm, hm, generator=g), "sharp": sharp,
-            "target": sharp[:, n // 2].clone(), "blurred": blurred, "whole": frames[:, n // 2].clone()}
+            "target": sharp[:, n // 2].clone(), "blurred": blurred, "whole": frames.clone()}
 
 
 def to_device(batch: dict, dev: torch.device) -> dict:

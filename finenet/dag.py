@@ -68,7 +68,7 @@ FRONTEND = ("model.feat", "model.input_stride", "model.levels", "model.extract_b
 BRANCH = ("model.feat", "model.input_stride", "model.groups", "model.levels", "model.max_offset",
           "model.foc", "model.landmarks", "model.heatmap_ch", "model.heatmap_level", "model.recon_blocks")
 COMBINE = ("model.fusion", "model.combine_feat", "model.combine_blocks", "train.keep_weight",
-           "train.judge_steps",                                   # late fusion
+           "train.keep_cost", "train.judge_steps",                # late fusion
            "model.feat", "model.recon_blocks", "model.input_stride")   # early fusion
 # one foreach template serves every baseline (DVC cannot give each item its own key list): the union
 # of what they read; EDVR is built with FineNet's widths, depth, stride and offsets (net_config)
@@ -81,6 +81,7 @@ NO_EFFECT = {
     "train.checkpoint_every": "how often the resume state is saved",
     "evaluate.batch_size": "training's validation batches (per-frame PSNR, batch-independent)",
     "train.keep_weight": "passed to every network's Trainee, used by late fusion's loss only",
+    "train.keep_cost": "read by every network's trainer, used by late fusion's loss only",
 }
 
 

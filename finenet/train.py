@@ -287,9 +287,11 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     sharp_centres = (net if net in NETS else "baseline") in tp["sharp_centres"]
     ds = WindowDataset(set_file("train"), lp["num_frames"], lp["patch_size"], lp["flip"],
                        blurred_centres=not sharp_centres, whole=arch == "combine_late")  # its keep model
-                                                                     # judges the whole crop
-    # the keep loss weighs both classes the same: blurred / sharp centres of the training set
-    sharp_weight = (len(ds) - ds.sharp_centres) / ds.sharp_centres if ds.sharp_centres else 1.0
+                                                                     # judges the whole crops
+    # the keep loss: a sharp centre weighs train.keep_cost x (blurred / sharp centres of the training
+    # set), so at cost 1 both classes weigh the same, and at 2 a frame wrongly deblurred costs twice
+    # a blurred one wrongly kept
+    sharp_weight = tp["keep_cost"] * ((len(ds) - ds.sharp_centres) / ds.sharp_centres if ds.sharp_centres else 1.0)
     trainee = Trainee(net, model, frozen, blurred_only=not sharp_centres,
                       keep_weight=tp["keep_weight"], sharp_weight=sharp_weight).to(device)
     iterations = tp["iterations"][net if net in NETS else "baseline"]

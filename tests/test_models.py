@@ -227,10 +227,40 @@ def test_blur_measure_ranks_blur_and_ignores_contrast(carphone):
     assert torch.allclose(blur_measure(low), m, atol=1e-4)
     late = build("combine_late", feat=4, blocks=1)
     with torch.no_grad():
-        late.frame_keep.weight.copy_(torch.tensor([[-1.0, -1.0]]))   # blurrier: less likely kept
+        late.frame_keep.weight.copy_(torch.tensor([[-1.0, -1.0, 0.0, 0.0]]))   # blurrier: less likely kept
         late.frame_keep.bias.zero_()
-    logits = late.judge_logit(x)
+    logits = late.judge_logit(x[:, None])                          # windows of one frame
     assert (logits[1:] < logits[:-1]).all()
+
+
+def test_judge_features_compare_the_frame_with_its_window(carphone):
+    """The keep model's inputs: frame t's measure (centred, scaled) and how far above the window's
+    least blurred frame it is: 0 for a sharp frame among blurred ones and for one among its
+    equals, > 0 for a blurred frame next to a sharp one, on a soft face too (box-blurred frames),
+    whose sharp frames the absolute measure alone rates blurrier than a crisp face's."""
+    from scipy.ndimage import uniform_filter
+
+    from finenet.models.combine import BLUR_CENTRE, BLUR_UNIT, blur_measure, judge_features
+    from finenet.ops.motion_blur import apply_kernel, motion_blur_kernel
+
+    sharp = carphone[10:15]
+    blurred = np.stack([apply_kernel(f, motion_blur_kernel(9, 30, 0)) for f in sharp])
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    among_blurred = to_t(np.concatenate([blurred[:2], sharp[2:3], blurred[3:]]))
+    blurred_next_to_sharp = to_t(np.concatenate([sharp[:2], blurred[2:3], sharp[3:]]))
+    all_sharp = to_t(sharp)
+    f = judge_features(torch.stack([among_blurred, blurred_next_to_sharp, all_sharp]))
+    assert f.shape == (3, 4)
+    m = blur_measure(among_blurred[2:3])[0]
+    assert torch.allclose(f[0, :2], (m - torch.tensor(BLUR_CENTRE)) / BLUR_UNIT)
+    assert torch.equal(f[0, 2:], torch.zeros(2)) and torch.equal(f[2, 2:], torch.zeros(2))
+    assert (f[1, 2:] > 1).all()                                    # 9 px of blur: > one unit
+    soft = to_t(uniform_filter(np.concatenate([sharp[:2], blurred[2:3], sharp[3:]]).astype(np.float32),
+                               size=(1, 3, 3, 1)).round().clip(0, 255).astype(np.uint8))
+    g = judge_features(soft[None])[0]
+    assert (g[2:] > 1).all()               # the blurred frame still stands out from its window
+    soft_sharp = judge_features(soft[[0, 0, 0, 0, 0]][None])[0]       # a soft face, a still
+    assert (soft_sharp[:2] > f[2, :2]).all() and torch.equal(soft_sharp[2:], torch.zeros(2))
 
 
 def test_keep_loss_balances_the_classes():

@@ -9,8 +9,8 @@ with the iBUG-68 permutation). ``oracle=True`` serves heatmaps from the sharp fr
 ``blurred_centres=True`` serves only the windows whose centre frame the blur stage blurred (the
 deblurring networks train on those: a frame left sharp is the combiner's lesson, see
 ``train.sharp_centres``); ``blurred`` (N,) marks which frames of a window were blurred.
-``whole=True`` also serves ``whole`` (3,S,S), the uncropped centre frame, flipped with the patch
-(late fusion's keep model judges the whole face crop).
+``whole=True`` also serves ``whole`` (N,3,S,S), the window's uncropped frames, flipped with the
+patch (late fusion's keep model judges the whole face crops).
 
 Windows whose centre is within N//2 of a clip end are skipped in training; in evaluation
 (``pad=True``) every frame is a centre and the window indices are clamped at the ends.
@@ -156,7 +156,7 @@ class WindowDataset(Dataset):
             raise ShardError(self.files.get(clip, self.path),
                              f"cannot read clip {clip} frames {int(uniq[0])}-{int(uniq[-1])} "
                              f"({h5_problem(exc)}): the shard is damaged; {REBUILD}") from None
-        whole = frames[half]                   # the whole centre crop, before the patch is cut
+        whole = frames                         # the whole crops, before the patch is cut
         if self.patch_size:
             p, s = self.patch_size, self.stride
             cells = (self.crop - p) // s + 1
@@ -164,12 +164,12 @@ class WindowDataset(Dataset):
             frames, sharp = frames[:, y:y + p, x:x + p], sharp[:, y:y + p, x:x + p]
             heat = heat[:, :, y // s:(y + p) // s, x // s:(x + p) // s]
         if self.flip and rng.random() < 0.5:
-            frames, sharp, whole = frames[:, :, ::-1], sharp[:, :, ::-1], whole[:, ::-1]
+            frames, sharp, whole = frames[:, :, ::-1], sharp[:, :, ::-1], whole[:, :, ::-1]
             heat = heat[:, FLIP_68, :, ::-1]
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
         item = {"frames": to_t(frames), "heatmaps": torch.from_numpy(np.ascontiguousarray(heat)).float() / 255,
                 "blurred": torch.from_numpy(blurred), "clip": clip, "t": t,
-                **({"whole": to_t(whole[None])[0]} if self.whole else {})}
+                **({"whole": to_t(whole)} if self.whole else {})}
         if self.ground_truth:
             item["sharp"] = to_t(sharp)
             item["target"] = item["sharp"][half]

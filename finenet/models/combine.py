@@ -42,6 +42,18 @@ def blur_measure(image: torch.Tensor) -> torch.Tensor:
 BOX9 = torch.full((9,), 1 / 9)
 BLUR_CENTRE = (0.45, 0.35)   # about a face crop's ``blur_measure`` (full, half resolution) and a unit
 BLUR_UNIT = 0.05             # of it: only scales the keep model's input to order 1 for Adam
+JUDGE_FEATURES = 4
+
+
+def judge_features(window: torch.Tensor) -> torch.Tensor:
+    """(B,N,3,H,W) whole face crops, frame t at the centre -> (B,4): frame t's ``blur_measure``
+    (full, half resolution), centred and scaled, and how far above the window's least blurred frame
+    it is (>= 0: the minimum includes frame t), in the same unit. The frames of a window show the
+    same face, so the second pair does not depend on how soft the face itself looks."""
+    b, n = window.shape[:2]
+    m = blur_measure(window.flatten(0, 1)).view(b, n, 2)
+    centre = m[:, n // 2]
+    return torch.cat([centre - window.new_tensor(BLUR_CENTRE), centre - m.amin(1)], -1) / BLUR_UNIT
 
 
 @register("combine_late")
@@ -51,18 +63,22 @@ class LateFusion(nn.Module):
     ``out = x + (1 - keep) * (alpha * E + (1 - alpha) * I + correction - x)``: ``alpha`` blends the
     enhancement (E) and interpolation (I) outputs per pixel, and ``keep`` = sigmoid(a per-frame
     logit) says whether frame x = frame t needs deblurring at all. The logit is learnt (a logistic
-    model) from the re-blur measure of x at two scales (``blur_measure``), computed on the whole
-    face crop (in training too, not on the training patch: ``judged``). Trained on a blur mix with
-    sharp frames, with a class-balanced classification loss against which frames the blur stage
-    left sharp (``frame_loss``, ``train.keep_weight``; first alone for ``train.judge_steps``), the
-    combiner learns to return a sharp frame unchanged, which neither branch can do: at inference
-    (``eval()``) the gate is the classifier's decision (keep iff its probability > 0.5), so a frame
-    judged sharp comes back bit for bit. Earlier designs, measured and replaced: the log Laplacian
-    energy of x and its value relative to the window's median (sharp frames of a soft webcam clip
-    were judged blurred: -3 to -20 dB on them end to end; a sharp frame among sharp neighbours has
-    no relative contrast), and a loss weighted by the training mix's prior (20 % sharp), which
-    leans towards deblurring; the balanced loss assumes nothing about how many frames of a video
-    are sharp. ``keep``
+    model, ``judge_features``) from the re-blur measure of x at two scales (``blur_measure``) and
+    from how much blurrier x is than the sharpest frame of its window, computed on the whole face
+    crops (in training too, not on the training patch: ``judged``). Trained on a blur mix with
+    sharp frames, with a cost-weighted classification loss against which frames the blur stage
+    left sharp (``frame_loss``, ``train.keep_weight``, ``train.keep_cost``; first alone for
+    ``train.judge_steps``), the combiner learns to return a sharp frame unchanged, which neither
+    branch can do: at inference (``eval()``) the gate is the classifier's decision (keep iff its
+    logit > 0), so a frame judged sharp comes back bit for bit. Earlier designs, measured and
+    replaced: the log Laplacian energy of x and its value relative to the window's median (sharp
+    frames of a soft webcam clip were judged blurred: -3 to -20 dB on them end to end; a sharp
+    frame among sharp neighbours has no relative contrast); the measure of x alone (its value on
+    a sharp face depends on the face: 13 % of the test set's sharp frames and 5 of 17 of a held-out
+    webcam clip's at 0.6x and 2x were judged blurred, -7 and -14 dB on them end to end); a loss
+    weighted by the training mix's prior (20 % sharp), which leans towards deblurring. The window
+    term cancels the face's own softness (its frames share it), and it is 0 for a frame sharp
+    among sharp neighbours, where the absolute terms decide. ``keep``
     starts at ``keep_init``, ``alpha`` at 0.5 and the correction at 0 (zero-initialised tail): the
     combiner starts as (nearly) the plain average of the branches.
     """
@@ -74,7 +90,7 @@ class LateFusion(nn.Module):
         self.body = nn.Sequential(*[ResBlock(4 * feat) for _ in range(blocks)])
         self.up1, self.up2 = conv3(4 * feat, 2 * feat), conv3(2 * feat, feat)
         self.tail = zero_init(nn.Conv2d(feat, 4, 7, 1, 3))   # blend, 3 correction channels
-        self.frame_keep = nn.Linear(2, 1)            # keep logit from the blur measure at 2 scales
+        self.frame_keep = nn.Linear(JUDGE_FEATURES, 1)   # keep logit from ``judge_features``
         nn.init.zeros_(self.frame_keep.weight)
         self.keep_gain = 10.0        # as blend_gain: Adam steps of about lr must reach logits of ~10
         nn.init.constant_(self.frame_keep.bias, math.log(keep_init / (1 - keep_init)) / self.keep_gain)
@@ -86,16 +102,17 @@ class LateFusion(nn.Module):
         # in 400 steps (measured), hence the blur measure.
         self.blend_gain = 10.0
 
-    def judge_logit(self, frame: torch.Tensor) -> torch.Tensor:
-        """(B,) logit that the frame (B,3,H,W), a whole face crop, needs no deblurring."""
-        z = (blur_measure(frame) - frame.new_tensor(BLUR_CENTRE)) / BLUR_UNIT
-        return self.keep_gain * self.frame_keep(z)[:, 0]
+    def judge_logit(self, window: torch.Tensor) -> torch.Tensor:
+        """(B,) logit that the centre frame of ``window`` (B,N,3,H,W; whole face crops) needs no
+        deblurring."""
+        return self.keep_gain * self.frame_keep(judge_features(window))[:, 0]
 
     def forward(self, enhanced: torch.Tensor, interpolated: torch.Tensor, frames: torch.Tensor,
                 with_logit: bool = False, judged: torch.Tensor | None = None):
         """Frame t (B,3,H,W) from the branch outputs and the input window (B,N,3,H,W); with
-        ``with_logit`` also the per-frame keep logit (B,). ``judged``: the image the keep model
-        judges (B,3,H',W'), default frame t; training passes the whole crop its patch is cut from."""
+        ``with_logit`` also the per-frame keep logit (B,). ``judged``: the window the keep model
+        judges (B,N,3,H',W'), default ``frames``; training passes the whole crops its patches are
+        cut from."""
         frame = frames[:, frames.shape[1] // 2]
         h0 = lrelu(self.head(torch.cat([enhanced, interpolated, frame], 1)))
         h1 = lrelu(self.down1(h0))
@@ -104,7 +121,7 @@ class LateFusion(nn.Module):
         h = lrelu(self.up2(upsample(h, h0.shape[-2:]))) + h0
         out = self.tail(h)
         alpha = torch.sigmoid(self.blend_gain * out[:, :1])
-        logit = self.judge_logit(frame if judged is None else judged)
+        logit = self.judge_logit(frames if judged is None else judged)
         # training: the soft gate (gradients reach both the blend and the keep model); inference:
         # the classifier's decision, so a frame judged sharp comes back exactly as it is
         keep = torch.sigmoid(logit) if self.training else (logit > 0).to(frame.dtype)
@@ -116,8 +133,8 @@ class LateFusion(nn.Module):
     @staticmethod
     def frame_loss(logit: torch.Tensor, sharp: torch.Tensor, sharp_weight: float = 1.0) -> torch.Tensor:
         """Binary cross-entropy of the keep logit against "the blur stage left this frame sharp",
-        sharp frames weighted by ``sharp_weight`` (the trainer passes blurred / sharp frame counts
-        of the training set: both classes weigh the same)."""
+        sharp frames weighted by ``sharp_weight`` (the trainer passes ``train.keep_cost`` x the
+        blurred / sharp frame counts of the training set: at cost 1 both classes weigh the same)."""
         return F.binary_cross_entropy_with_logits(logit, sharp.float(), pos_weight=logit.new_tensor(sharp_weight))
 
 
