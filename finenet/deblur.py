@@ -10,11 +10,14 @@ as the decoded YUV samples, not re-converted from RGB: lossless (x264 qp 0: ``--
 Each frame goes through the pipeline's own steps:
 
 1. Face detection on the full frame (dlib, ``data.detect_upsample``, as the ``sample`` stage does;
-   frames whose longer side exceeds 640 pixels are searched shrunk to 640). One face is
-   deblurred: the LARGEST one where a track starts, then the one nearest the previous box.
+   frames whose longer side exceeds 640 pixels are searched shrunk to 640). ``--faces all`` (the
+   default) deblurs every face: detections are linked into face tracks, an ID each
+   (``finenet.face.tracker``: predicted boxes matched by IoU, one detection per track, a track
+   carried through at most MAX_GAP=5 missed frames, then ended). ``--faces largest`` deblurs one:
+   the LARGEST face where the track starts, then the one nearest the previous box.
 2. Missed detections: a run of at most MAX_GAP=5 frames without a face is bridged by interpolating
    the boxes on either side (or carrying the nearest one at the ends of the video); longer runs
-   end the face track and their frames pass through unchanged.
+   end the face track and their frames pass through unchanged. Steps 2-6 run per track.
 3. The box becomes a square window (``data.crop_margin`` x its side) smoothed over time with a
    Gaussian of ``data.box_smoothing`` frames, truncated at +-ceil(3 sigma) frames: that is the
    look-ahead (the ``sample`` stage smooths the whole track at once; this matches it to within the
@@ -27,8 +30,10 @@ Each frame goes through the pipeline's own steps:
    frame by the inverse of the crop transform (bilinear; anti-aliased when the crop is finer than
    the frame) and added under a feathered mask (1 in the middle, a smoothstep to 0 over the outer
    15 % (FEATHER) of the crop side). Pixels outside the crop are untouched, and a face larger than the
-   crop keeps the frame's own detail where FineNet changes nothing. Only the pixels whose RGB the
-   paste changed get new YUV samples (the YUV difference of the change, ``finenet.video_io``).
+   crop keeps the frame's own detail where FineNet changes nothing. Where the crops of two faces
+   overlap, their corrections are averaged with the masks as weights (added as they are where
+   the masks sum to at most 1). Only the pixels whose RGB the paste changed get new YUV samples
+   (the YUV difference of the change, ``finenet.video_io``).
 
 Bad input is one ``FineNetError``: among them a still image (a PNG or JPEG, even named .mp4), and
 an input that does not decode to the end (truncated or corrupt: ``decoding stopped at frame N of
@@ -63,6 +68,7 @@ from .checkpoint import load_model
 from .compare import CompareSink, check_compare, parse_labels, temp_outputs
 from .errors import FineNetError
 from .face.crop import crop_frame, crop_matrix, nearest_box
+from .face.tracker import Tracker
 from .face.detectors import DlibDetector, make_detector
 from .face.heatmap import render_heatmaps
 from .layout import model_file
@@ -79,7 +85,8 @@ FEATHER = 0.15          # blend ramp width, as a fraction of the crop side
 DETECT_MAX_SIDE = 640   # faces are searched on frames shrunk to this longer side at most
 NUM_FRAMES = 5
 
-HELP = "deblur the (largest / tracked) face in a video with the trained FineNet"
+HELP = "deblur the faces in a video with the trained FineNet"
+FACES = ("all", "largest")
 DESCRIPTION = __doc__
 
 
@@ -121,6 +128,9 @@ def add_arguments(p) -> None:
     p.add_argument("--labels", default=None, metavar="LEFT,RIGHT",
                    help="with --compare: label its halves, e.g. \"input,FineNet\" (small text bars "
                         "above the video; default: no text)")
+    p.add_argument("--faces", choices=FACES, default="all",
+                   help="all: deblur every face, each tracked with its own ID (default); largest: "
+                        "only the largest face where a track starts, then the one nearest it")
     p.add_argument("--batch", default="1", metavar="N",
                    help="run FineNet on N consecutive five-frame windows per call (default: 1): "
                         "fewer, larger model calls, meant for a GPU; the same output; the "
@@ -131,7 +141,7 @@ def encode_options(args) -> dict:
     """All of ``run``'s keyword options from the parsed command line (the encoder's, the
     comparison video's and the window batch): ``finenet.cli`` passes them as ``**`` keywords."""
     return {"crf": args.crf, "lossless": args.lossless, "preset": args.preset,
-            "compare": args.compare, "labels": args.labels, "batch": args.batch}
+            "compare": args.compare, "labels": args.labels, "batch": args.batch, "faces": args.faces}
 
 
 @dataclass(eq=False)
@@ -157,6 +167,13 @@ class BufferStats:
         self.peak: dict[str, int] = {}
         self.peak_total = 0
         self.detected = self.deblurred = self.passed = 0
+        self.faces_deblurred = 0                       # face crops run through FineNet
+        self.tracks: list[dict] = []                   # per face track: id, first and last frame
+
+    def for_track(self, track: int) -> "BufferStats":
+        """The stats a track's stages report to: their buffers under this track's names (track 0:
+        the plain stage names), their own frame counts (the frame-level ones are ``merge``'s)."""
+        return TrackStats(self, track)
 
     def hold(self, stage: str, n: int) -> None:
         self.now[stage] = n
@@ -164,34 +181,46 @@ class BufferStats:
         self.peak_total = max(self.peak_total, sum(self.now.values()))
 
 
+class TrackStats:
+    """``BufferStats.for_track``."""
+
+    def __init__(self, stats: BufferStats, track: int):
+        self.stats, self.track = stats, track
+        self.detected = self.deblurred = self.passed = 0
+
+    def hold(self, stage: str, n: int) -> None:
+        self.stats.hold(stage if self.track == 0 else f"{stage}[{self.track}]", n)
+
+
+class _Stall:
+    def __repr__(self):
+        return "STALL"
+
+
+STALL = _Stall()   # "no input yet": a track's stages pass it straight on (``TrackChain``)
+
+
 # ------------------------------------------------------------------------------------- stages
 
-def detect(images, detector, scale: float, stats: BufferStats):
-    """Frames with their face box: the largest at a track's start, then the nearest to the last."""
+def detect_faces(image: np.ndarray, detector, scale: float) -> list[np.ndarray]:
+    """The face boxes dlib finds in ``image`` (searched shrunk by ``scale`` when < 1)."""
     from PIL import Image
 
-    previous, missed = None, 0
-    for i, image in enumerate(images):
-        small = image
-        if scale < 1:
-            h, w = image.shape[:2]
-            small = np.asarray(Image.fromarray(image).resize(
-                (round(w * scale), round(h * scale)), Image.BILINEAR, reducing_gap=2.0))
-        found = [b / scale for b in detector.detect_faces(small)]
-        frame = Frame(i, image)
-        if found:
-            frame.box = previous = nearest_box(found, previous if missed <= MAX_GAP else None)
-            missed = 0
-            stats.detected += 1
-        else:
-            missed += 1
-        yield frame
+    small = image
+    if scale < 1:
+        h, w = image.shape[:2]
+        small = np.asarray(Image.fromarray(image).resize(
+            (round(w * scale), round(h * scale)), Image.BILINEAR, reducing_gap=2.0))
+    return [b / scale for b in detector.detect_faces(small)]
 
 
 def bridge_gaps(frames, max_gap: int, stats: BufferStats):
     """Fill runs of at most ``max_gap`` frames without a box; longer runs pass through."""
     last, pending, in_long_gap, segment = None, [], False, 0
     for f in frames:
+        if f is STALL:
+            yield f
+            continue
         if f.box is None:
             if in_long_gap:
                 yield f
@@ -247,6 +276,9 @@ def smooth_windows(frames, sigma: float, margin: float, stats: BufferStats):
         return f
 
     for f in frames:
+        if f is STALL:
+            yield f
+            continue
         if f.track is None or f.segment != segment:    # the track ends: no more look-ahead
             while ahead:
                 yield release()
@@ -275,7 +307,7 @@ def crop_faces(frames, detector, size: int, margin: float, heatmap_size: int, si
     prior = np.array([size / 2 - half, size / 2 - half, size / 2 + half, size / 2 + half], np.float32)
     carried, segment = None, None
     for f in frames:
-        if f.window is not None:
+        if f is not STALL and f.window is not None:
             if f.segment != segment:
                 carried, segment = None, f.segment
             crop = crop_near(f.image, f.window, size)
@@ -324,6 +356,9 @@ def five_frame_windows(frames, stats: BufferStats, n: int = NUM_FRAMES):
                 buf.popleft()
 
     for f in frames:
+        if f is STALL:
+            yield f
+            continue
         if buf and (f.crop is None or f.segment != buf[-1].segment):
             yield from emit(final=True)
             buf.clear()
@@ -347,13 +382,43 @@ def paste(image: np.ndarray, residual: np.ndarray, window: np.ndarray, size: int
     """``image`` plus the crop-space ``residual`` (S,S,3, in 0..255 units) mapped back through the
     inverse crop transform, under a feathered mask; pixels outside the crop are not touched.
     Returns (the new image, the rectangle ``(y0, y1, x0, x1)`` it may differ in; None: nowhere)."""
+    term = paste_term(image.shape, residual, window, size, feather)
+    return compose(image, [term] if term else [])
+
+
+def compose(image: np.ndarray, terms: list) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """``image`` plus the ``paste_term`` corrections of its faces: each under its mask, and where
+    masks overlap beyond a sum of 1 their mask-weighted mean. (new image, the rectangle it may
+    differ in, or None)."""
+    if not terms:
+        return image, None
+    y0, y1 = min(t[0][0] for t in terms), max(t[0][1] for t in terms)
+    x0, x1 = min(t[0][2] for t in terms), max(t[0][3] for t in terms)
+    if len(terms) == 1:
+        acc, weight = terms[0][2] * terms[0][1], terms[0][1]
+    else:
+        acc = np.zeros((y1 - y0, x1 - x0, 3))
+        weight = np.zeros((y1 - y0, x1 - x0, 1))
+        for (ty0, ty1, tx0, tx1), mask, moved in terms:
+            acc[ty0 - y0:ty1 - y0, tx0 - x0:tx1 - x0] += mask * moved
+            weight[ty0 - y0:ty1 - y0, tx0 - x0:tx1 - x0] += mask
+    out = image.copy()
+    region = out[y0:y1, x0:x1].astype(np.float32) + acc / np.maximum(weight, 1)
+    out[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
+    return out, (y0, y1, x0, x1)
+
+
+def paste_term(shape, residual: np.ndarray, window: np.ndarray, size: int, feather: float = FEATHER):
+    """The crop-space ``residual`` mapped into a frame of ``shape``: (rectangle ``(y0, y1, x0,
+    x1)``, its feathered mask (h,w,1), the moved residual (h,w,3)), or None when the crop lies
+    outside the frame."""
     m = crop_matrix(window, size)
     s, ox, oy = m[0, 0], m[0, 2], m[1, 2]
-    h, w = image.shape[:2]
+    h, w = shape[:2]
     x0, x1 = max(0, math.floor(ox - 0.5 * s)), min(w, math.ceil(ox + (size - 0.5) * s) + 1)
     y0, y1 = max(0, math.floor(oy - 0.5 * s)), min(h, math.ceil(oy + (size - 0.5) * s) + 1)
     if x0 >= x1 or y0 >= y1:
-        return image, None
+        return None
     u = (np.arange(x0, x1) - ox) / s              # crop coordinates of the frame pixels
     v = (np.arange(y0, y1) - oy) / s
     def ramp(c):                                  # 0 at the crop's edge, 1 past the feather band
@@ -366,17 +431,28 @@ def paste(image: np.ndarray, residual: np.ndarray, window: np.ndarray, size: int
     vv, uu = np.meshgrid(v, u, indexing="ij")
     moved = np.stack([ndimage.map_coordinates(residual[..., c], [vv, uu], order=1, mode="nearest")
                       for c in range(3)], axis=-1)
-    out = image.copy()
-    region = out[y0:y1, x0:x1].astype(np.float32) + mask * moved
-    out[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
-    return out, (y0, y1, x0, x1)
+    return (y0, y1, x0, x1), mask, moved
 
 
-@torch.inference_mode()
 def restore(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
             checkpoint, batch: int = 1):
     """(frame index, full output RGB frame, the rectangle it differs from the decoded one in or
-    None), in frame order: FineNet's correction pasted in, or the frame as decoded.
+    None), in frame order: FineNet's correction pasted in (one face track), or the frame as
+    decoded; ``restore_residuals`` with the paste."""
+    for item in restore_residuals(windows, model, device, size, stats, checkpoint, batch):
+        if item is STALL:
+            yield item
+            continue
+        f, residual = item
+        yield (f.index, *paste(f.image, residual, f.window, size)) if residual is not None else \
+            (f.index, f.image, None)
+
+
+@torch.inference_mode()
+def restore_residuals(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
+                      checkpoint, batch: int = 1):
+    """(frame, FineNet's correction of its crop (S,S,3, 0..255 units) or None: the frame passes
+    through), in frame order.
 
     ``batch`` consecutive windows go through FineNet in one call (stacked on the batch axis; a
     frame that passes through, or the end, sends the windows gathered so far at once). While a
@@ -403,12 +479,16 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
             stats.hold("batch", 0)
         for (f, _), residual in zip(done, residuals):
             stats.deblurred += 1
-            yield (f.index, *paste(f.image, residual, f.window, size))
+            yield f, residual
 
-    for f, win in windows:
+    for item in windows:
+        if item is STALL:
+            yield item
+            continue
+        f, win = item
         if win is None:
             yield from flush()
-            yield f.index, f.image, None
+            yield f, None
             continue
         pending.append((f, win))
         if batch > 1:
@@ -416,6 +496,128 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
         if len(pending) >= batch:
             yield from flush()
     yield from flush()
+
+
+# ------------------------------------------------------------------------------ face tracks
+
+class TrackChain:
+    """One face track's stages (bridge, smooth, crop, windows, FineNet), driven frame by frame:
+    ``push`` a frame, and the corrections that became ready are in ``results``. Its input yields
+    STALL while it has no frame, which the stages pass straight through, so a stage that waits
+    for look-ahead simply keeps its state until the next push. One result per pushed frame, in
+    order: ``(frame, correction or None)``."""
+
+    def __init__(self, track: int, first: int, stages):
+        self.track, self.first, self.last = track, first, first - 1
+        self.queue: deque = deque()
+        self.closed = False
+        self.results: deque = deque()
+        self.out = stages(self._input())
+
+    def _input(self):
+        while True:
+            if self.queue:
+                yield self.queue.popleft()
+            elif self.closed:
+                return
+            else:
+                yield STALL
+
+    def push(self, frame: Frame) -> None:
+        self.queue.append(frame)
+        self.last = frame.index
+        self._drain()
+
+    def close(self) -> None:
+        self.closed = True
+        self._drain()
+
+    def _drain(self) -> None:
+        for item in self.out:
+            if item is STALL:
+                return
+            self.results.append(item)
+
+    def covers(self, index: int) -> bool:
+        return self.first <= index <= self.last
+
+
+def deblur_faces(images, detector, scale: float, faces: str, stages, size: int, stats: BufferStats):
+    """(frame index, output RGB frame, the rectangle it may differ in or None), in frame order, for
+    the decoded ``images``: every face track's corrections (``stages(track, first_frame)``: a
+    ``TrackChain``'s stages) composed into each frame. ``faces``: "all" (``Tracker``) or
+    "largest" (one track through the whole video: the largest face where it starts, then the
+    nearest; the stages bridge its gaps and split it where a gap is too long)."""
+    tracker = Tracker(MAX_GAP) if faces == "all" else None
+    chains: list[TrackChain] = []
+    live: dict[int, TrackChain] = {}
+    waiting: deque = deque()                      # (index, image) not yet composed
+    started: list = []                            # (stats entry, chain) of every track
+    previous, missed = None, 0
+
+    def start(track: int, first: int) -> TrackChain:
+        chain = TrackChain(track, first, lambda feed: stages(feed, track))
+        chains.append(chain)
+        live[track] = chain
+        stats.tracks.append(entry := {"id": track, "first": first})
+        started.append((entry, chain))
+        return chain
+
+    def ready(final: bool):
+        while waiting:
+            index, image = waiting[0]
+            covering = [c for c in chains if c.covers(index)]
+            if any(not c.results for c in covering):
+                if final:
+                    raise AssertionError(f"track without a result for frame {index}")
+                return
+            waiting.popleft()
+            terms = []
+            for c in covering:
+                f, residual = c.results.popleft()
+                assert f.index == index, (f.index, index)
+                if residual is not None:
+                    term = paste_term(image.shape, residual, f.window, size)
+                    if term is not None:
+                        terms.append(term)
+            chains[:] = [c for c in chains if not (c.closed and c.last <= index and not c.results)]
+            if terms:
+                stats.deblurred += 1
+                stats.faces_deblurred += len(terms)
+            else:
+                stats.passed += 1
+            yield (index, *compose(image, terms))
+
+    for index, image in enumerate(images):
+        found = detect_faces(image, detector, scale)
+        waiting.append((index, image))
+        if found:
+            stats.detected += 1
+        if tracker is None:
+            box = None
+            if found:
+                box = previous = nearest_box(found, previous if missed <= MAX_GAP else None)
+                missed = 0
+            else:
+                missed += 1
+            (live.get(0) or start(0, index)).push(Frame(index, image, box=box))
+        else:
+            update = tracker.update(index, found)
+            for track in update.ended:         # missed once more than MAX_GAP: this frame
+                chain = live.pop(track)           # makes the run of misses too long to bridge,
+                chain.push(Frame(index, image))   # so they all pass through
+                chain.close()
+            for track in update.started:
+                start(track, index)
+            for track, box in update.boxes.items():
+                live[track].push(Frame(index, image, box=box))
+        yield from ready(final=False)
+    for chain in list(live.values()):
+        chain.close()
+    live.clear()
+    yield from ready(final=True)
+    for entry, chain in started:
+        entry["last"] = chain.last
 
 
 # --------------------------------------------------------------------------------- set-up
@@ -522,14 +724,15 @@ def check_output(path: Path, source: Path | None = None) -> str:
 
 def run(params: dict, source, output, checkpoint=None, device: str = "auto",
         progress: bool = True, stats: BufferStats | None = None, *, crf=None, lossless: bool = False,
-        preset: str | None = None, compare=None, labels=None, batch=1,
+        preset: str | None = None, compare=None, labels=None, batch=1, faces: str = "all",
         loaded: Loaded | None = None) -> dict:
     """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks, the
     output's pixel format and encoder settings). ``crf`` (x264, 0..51; default
     ``video_io.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264). ``compare``: also
     write the side-by-side comparison video there (``finenet.compare``; ``labels``: "left,right"
     text above its halves), atomically with the output: a failure leaves neither. ``batch``:
-    windows per model call (``restore``). ``loaded``: the model and detectors, already loaded.
+    windows per model call (``restore``). ``faces``: "all" or "largest" (``deblur_faces``).
+    ``loaded``: the model and detectors, already loaded.
 
     A folder ``source`` deblurs each of its videos into the folder ``output``
     (``finenet.folder.run_folder``, which returns its summary)."""
@@ -538,12 +741,14 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
 
         return run_folder(params, source, output, checkpoint, device, progress, crf=crf,
                           lossless=lossless, preset=preset, compare=compare, labels=labels,
-                          batch=batch)
+                          batch=batch, faces=faces)
     source, output = Path(source), Path(output)
     d, lm = params["data"], params["landmarks"]
     size = d["crop_size"]
     encoding = parse_encoding(crf, lossless, preset)
     batch, labels = parse_batch(batch), parse_labels(labels, compare)
+    if faces not in FACES:
+        raise FineNetError("--faces", f"must be one of {', '.join(FACES)}, got {faces!r}")
     comparison = check_compare(compare, source, output, check_output)   # (path, format) or None
     dev = pick_device(device, "--device")
     fmt = check_output(output, source)               # also: not the input under another name
@@ -577,13 +782,17 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
                 pictures.append(picture)
                 yield picture.rgb
 
-        frames = detect(decoded(), face_detector, scale, stats)
-        frames = bridge_gaps(frames, MAX_GAP, stats)
-        frames = smooth_windows(frames, d["box_smoothing"], d["crop_margin"], stats)
-        frames = crop_faces(frames, landmark_detector, size, d["crop_margin"], lm["heatmap_size"],
-                            lm["sigma"])
-        images = restore(five_frame_windows(frames, stats, params["loader"]["num_frames"]), model, dev,
-                         size, stats, checkpoint, batch)
+        def stages(feed, track: int):
+            """One face track's steps 2-5 (its buffers reported under its own names)."""
+            st = stats.for_track(track)
+            frames = bridge_gaps(feed, MAX_GAP, st)
+            frames = smooth_windows(frames, d["box_smoothing"], d["crop_margin"], st)
+            frames = crop_faces(frames, landmark_detector, size, d["crop_margin"], lm["heatmap_size"],
+                                lm["sigma"])
+            windows = five_frame_windows(frames, st, params["loader"]["num_frames"])
+            return restore_residuals(windows, model, dev, size, st, checkpoint, batch)
+
+        images = deblur_faces(decoded(), face_detector, scale, faces, stages, size, stats)
         start = time.perf_counter()
         if comparison is not None:
             remove_stale_temps(comparison[0].absolute().parent)
@@ -630,7 +839,8 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
             "input_pix_fmt": layout.input_pix_fmt, "pix_fmt": layout.pix_fmt,
             "color_range": "full" if layout.full_range else "limited", "matrix": layout.matrix_name,
             **encoding.describe(),
-            "faces_detected": stats.detected, "deblurred": stats.deblurred,
+            "faces": faces, "tracks": stats.tracks, "faces_detected": stats.detected,
+            "deblurred": stats.deblurred, "faces_deblurred": stats.faces_deblurred,
             "passed_through": stats.passed, "audio": sink.audio_mode, "device": dev.type,
             "seconds": round(seconds, 3), "frames_per_s": round(video.count / max(seconds, 1e-9), 3),
             "buffer_peak": dict(stats.peak), "buffer_peak_total": stats.peak_total,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def validate(params: dict, where="params.yaml") -> dict:
     """Raise one FineNetError naming the offending key; return ``params`` unchanged when valid."""
     import jsonschema
 
+    _check_finite(params, where)
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(params),
                     key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -53,6 +55,19 @@ def validate(params: dict, where="params.yaml") -> dict:
         raise FineNetError(where, f"{key}: {err.message}")
     _check_consistency(params, where)
     return params
+
+
+def _check_finite(node, where, path: str = "") -> None:
+    """NaN and infinity (YAML's .nan, .inf) pass every JSON-schema bound (a comparison with NaN is
+    false): refuse them by name."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _check_finite(v, where, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_finite(v, where, f"{path}[{i}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise FineNetError(where, f"{path or '(top level)'}: {node} is not a finite number")
 
 
 def _check_consistency(p: dict, where) -> None:
@@ -126,6 +141,10 @@ def load_params(path=DEFAULT_PARAMS, profile: str | None = None) -> dict:
 def resolve(raw: dict, profile: str | None = None, where="params.yaml") -> dict:
     profile = profile or raw.get("profile", "embedded")
     profiles = raw.get("profiles") or {}
+    if not isinstance(profile, str):
+        raise FineNetError(where, f"profile: {profile!r} is not a profile name (embedded, or a key of profiles)")
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise FineNetError(where, "profiles: expected a mapping of profile name -> parameters to merge")
     if profile != "embedded" and profile not in profiles:
         raise FineNetError(where, f"profile '{profile}' is not 'embedded' nor a key of profiles "
                                   f"({', '.join(sorted(profiles)) or 'none defined'})")

@@ -176,6 +176,42 @@ def test_kill_and_resume_gives_the_uninterrupted_result(data_dir, tmp_path, args
     assert curve(straight) == curve(resumed)
 
 
+def test_an_unreadable_checkpoint_resumes_from_the_one_before(data_dir, tmp_path):
+    """Killed after two checkpoints, its last one then torn: the re-run says so, keeps the bad
+    file aside, resumes from the checkpoint before it (not from step 0), and ends with the
+    uninterrupted run's weights."""
+    straight = workdir(data_dir, tmp_path / "straight")
+    train(straight, "predeblur")
+    resumed = workdir(data_dir, tmp_path / "resumed")
+    ckpt = resumed / "checkpoints" / "predeblur" / "last.pt"
+    prev = ckpt.with_name("prev.pt")
+    proc = train(resumed, "predeblur", wait=False)
+    deadline = time.time() + 120
+    while not prev.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert prev.exists(), "the run ended before its second checkpoint"
+    last_step = torch.load(ckpt, weights_only=True)["step"]
+    assert last_step < 12, "the run finished before it could be killed"
+    prev_step = torch.load(prev, weights_only=True)["step"]
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    err = _train_err(resumed, "predeblur")
+    rel = lambda q: q.relative_to(resumed)        # noqa: E731  (the run names them from its folder)
+    assert f"finenet: {rel(ckpt)}: unreadable training checkpoint" in err and "kept aside" in err
+    assert f"resuming from the previous checkpoint {rel(prev)} (step {prev_step})" in err
+    assert ckpt.with_name("last.pt.corrupt").is_file()
+    a, b = weights(straight / "models/predeblur/model.pt"), weights(resumed / "models/predeblur/model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _train_err(cwd: Path, *args) -> str:
+    proc = train(cwd, *args, wait=False)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    return err
+
+
 def test_ddp_on_two_cpu_processes_matches_one_process(data_dir, tmp_path):
     single = workdir(data_dir, tmp_path / "single")
     train(single, "predeblur")

@@ -56,16 +56,64 @@ def read_video(path, start: int = 0, length: int | None = None) -> tuple[np.ndar
         raise FineNetError(path, "video has no frames")
     if start >= n:
         raise FineNetError(path, f"start frame {start} is past the end ({n} frames)")
+    fps = float(reader.get_avg_fps() or 25.0)
+    _check_reaches_end(path, reader, n, fps)
     stop = n if length is None else min(n, start + length)
     frames = []
     for i in range(start, stop):
         try:
-            frames.append(reader[i].asnumpy())
+            with _stderr_muted():    # decord logs a failed seek itself, then raises
+                frames.append(reader[i].asnumpy())
         except Exception as exc:
             raise FineNetError(path, f"truncated or corrupt video: decoding failed at frame {i} "
                                      f"of {n} ({_first_line(exc)})") from None
-    fps = float(reader.get_avg_fps() or 25.0)
     return to_rgb(np.stack(frames), path), fps
+
+
+def _declared_duration(path: Path) -> tuple[float | None, bool]:
+    """(seconds the file declares for its video, whether that is the video stream's own figure)
+    from the container (PyAV); (None, False) when it declares none."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base), True
+            if container.duration:
+                # the container's figure covers every stream: the video's, unless there are others
+                return container.duration / 1e6, len(container.streams) == 1
+    except Exception:          # PyAV cannot say: decord's own checks are all there is
+        pass
+    return None, False
+
+
+def _check_reaches_end(path: Path, reader, n: int, fps: float) -> None:
+    """A Matroska/WebM (or MP4) file cut or damaged inside can decode as fewer frames than it has,
+    with no error: its frames then end well before the duration its header declares. Allowed: 1.5
+    frames (a variable-rate webcam file's last frame ends on its declared duration too, whatever
+    frames it dropped), and 0.5 s more where the figure is the container's and audio may outlast
+    the video."""
+    declared, own = _declared_duration(path)
+    if not declared:
+        return
+    try:
+        with _stderr_muted():
+            first, last = reader.get_frame_timestamp(0)[0], reader.get_frame_timestamp(n - 1)[1]
+    except Exception:
+        return
+    covered = float(last - first)
+    slack = 1.5 / fps + (0 if own else 0.5)
+    if covered + slack < declared:
+        raise FineNetError(path, f"truncated or corrupt video: its {n} frames end at {covered:.2f} s, "
+                                 f"the file declares {declared:.2f} s")
+    slots = round(covered * fps)
+    if n < SHORT_OF_SLOTS * slots:        # the end is there, a stretch before it is not
+        print(f"finenet: {path}: warning: {n} frames decode over {covered:.2f} s at {fps:g} fps, "
+              f"which hold {slots}: frames dropped when recorded, or a damaged stretch", file=sys.stderr)
+
+
+SHORT_OF_SLOTS = 0.9   # a warning below this share of the frame slots (a webcam file drops ~2 %)
 
 
 def read_image(path_or_bytes, where=None) -> np.ndarray:
