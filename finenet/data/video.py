@@ -103,6 +103,8 @@ def _check_reaches_end(path: Path, reader, n: int, fps: float) -> None:
     except Exception:
         return
     covered = float(last - first)
+    if n < 2 or covered <= 0:          # no usable frame times (some muxers leave them 0): cannot tell
+        return
     slack = 1.5 / fps + (0 if own else 0.5)
     if covered + slack < declared:
         raise FineNetError(path, f"truncated or corrupt video: its {n} frames end at {covered:.2f} s, "
