@@ -56,6 +56,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         check.add_arguments(p)
     else:
         sub.add_parser("check", help=_doc("check"))
+    sub.add_parser("userstudy", help="the paper's user study: build the page, tally the answers "
+                                     "(finenet userstudy build|tally --help)", add_help=False)
     p = sub.add_parser("plan", help="list the planned clips (id, set, dataset, source)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
@@ -69,6 +71,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["userstudy"]:          # its own sub-commands and options (finenet.userstudy)
+        from .userstudy import main as userstudy
+
+        return userstudy(argv[1:])
     args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     try:
         if args.command == "check":        # runs the pipeline itself, with its own profile

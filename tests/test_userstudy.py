@@ -441,3 +441,16 @@ def test_a_participant_answers_in_headless_chromium(study, samples_h5, tmp_path)
     c1 = key["cases"][0]
     expect = np.repeat(np.repeat(truth[c1["set"], c1["clip"], c1["t"]]["blurry"], 2, 0), 2, 1).astype(float)
     assert drawn.shape == expect.shape and np.abs(drawn - expect).mean() < 8
+
+
+def test_finenet_userstudy_is_a_finenet_command(capsys):
+    """``finenet userstudy …`` reaches the same commands (and a bad key file is one line)."""
+    from finenet.cli import main as finenet
+
+    with pytest.raises(SystemExit) as info:
+        finenet(["userstudy", "--help"])
+    assert info.value.code == 0 and "usage: finenet userstudy" in capsys.readouterr().out
+    assert finenet(["userstudy", "tally", "--key", "/nonexistent/key.json", "/nonexistent/a.csv",
+                    "--out", "/tmp/x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("finenet: ") and err.count("\n") == 1, err

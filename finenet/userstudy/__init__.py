@@ -1,7 +1,7 @@
 """The paper's user study (Sec. 4.5: 46 people picked the best of the methods' outputs on 23
 real-blur cases; FineNet was chosen 91.3 % of the time) as a page anyone can run, and its tally.
 
-``python -m finenet.userstudy build`` reads the evaluate stage's qualitative samples
+``finenet userstudy build`` reads the evaluate stage's qualitative samples
 (``reports/eval/samples.h5``: every method's output on a few frames of each test set) and writes
 one self-contained static page, ``index.html`` (images embedded as PNG data URIs, no network, no
 external script or style), with one case per sample of the real-blur set(s). Each case shows the
@@ -11,7 +11,7 @@ methods is ``key.json`` next to it, with the page's SHA-256 and a study id that 
 into every answer, so ``tally`` can tell whether answers and key belong together. Share the page,
 keep the key.
 
-``python -m finenet.userstudy tally --key key.json answers/*.csv --out DIR`` maps each answer's
+``finenet userstudy tally --key key.json answers/*.csv --out DIR`` maps each answer's
 position back to its method and writes the win-rate table (``userstudy.csv``, ``userstudy.md``,
 ``userstudy.json``) and a pie chart (``userstudy_pie.png``). See ``tally.py`` for the interval
 and the rule for duplicate answers.
@@ -28,7 +28,7 @@ import sys
 from ..errors import FineNetError
 from ..layout import DEFAULT as LAYOUT
 
-PROG = "python -m finenet.userstudy"
+PROG = "finenet userstudy"
 OUT = LAYOUT.reports / "userstudy"
 
 
