@@ -108,6 +108,10 @@ def main(argv=None) -> int:
     except FineNetError as exc:
         print(f"finenet: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:            # disk full, a read-only or vanished folder, while writing
+        where = exc.filename or "output"
+        print(f"finenet: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("finenet: interrupted; finished clips are kept, the one in flight was discarded",
               file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,8 @@ def load_npz(path) -> tuple[dict, dict]:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if k != "meta"}
             meta = json.loads(str(z["meta"]))
-    except (ValueError, OSError, KeyError) as exc:
-        raise FineNetError(path, f"unreadable clip file ({exc})") from None
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        # a truncated or bit-flipped .npz: zipfile's own errors (a bad CRC, not a zip file) too
+        raise FineNetError(path, f"unreadable clip file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
+                                 f"delete it and re-run the stage that makes it") from None
     return meta, arrays
