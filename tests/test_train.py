@@ -59,6 +59,15 @@ def train(cwd: Path, *args, env=None, wait=True):
     return proc
 
 
+def kill_when(proc: subprocess.Popen, path: Path, timeout: float = 120) -> None:
+    """SIGKILL the training run as soon as ``path`` (a checkpoint it writes) exists."""
+    deadline = time.time() + timeout
+    while not path.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 def weights(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
 
@@ -155,12 +164,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(data_dir, tmp_path, args
     resumed = workdir(data_dir, tmp_path / "resumed")
     shutil.copytree(straight / "models" / "predeblur", resumed / "models" / "predeblur")
     ckpt = resumed / "checkpoints" / run / "last.pt"
-    proc = train(resumed, *args, wait=False)
-    deadline = time.time() + 120
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(train(resumed, *args, wait=False), ckpt)
     assert ckpt.exists(), "no checkpoint was written before the kill"
     killed_at = torch.load(ckpt, weights_only=False)["step"]
     assert killed_at < 12, "the run finished before it could be killed"
@@ -185,12 +189,7 @@ def test_an_unreadable_checkpoint_resumes_from_the_one_before(data_dir, tmp_path
     resumed = workdir(data_dir, tmp_path / "resumed")
     ckpt = resumed / "checkpoints" / "predeblur" / "last.pt"
     prev = ckpt.with_name("prev.pt")
-    proc = train(resumed, "predeblur", wait=False)
-    deadline = time.time() + 120
-    while not prev.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_when(train(resumed, "predeblur", wait=False), prev)
     assert prev.exists(), "the run ended before its second checkpoint"
     last_step = torch.load(ckpt, weights_only=True)["step"]
     assert last_step < 12, "the run finished before it could be killed"
