@@ -24,7 +24,7 @@ from finenet.cli import main
 from finenet.video_io import Layout, VideoSource, encode_frames
 
 from test_deblur import (one_torch_thread, rendered_lines, reuse_detectors, small,  # noqa: F401
-                         temp_files)
+                         remux_faststart, temp_files)
 
 
 def run_cli(src, out, small, capfd, *extra) -> tuple[int, list[str], str]:
@@ -307,12 +307,7 @@ def test_an_mp4_missing_a_middle_frame_is_refused(carphone, small, tmp_path, cap
 
     plain = encode_frames(tmp_path / "plain.mp4", carphone[30:40])
     whole = tmp_path / "whole.mp4"
-    with av.open(str(plain)) as i, av.open(str(whole), "w", options={"movflags": "+faststart"}) as o:
-        vout = o.add_stream_from_template(i.streams.video[0])
-        for packet in i.demux(i.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = vout
-                o.mux(packet)
+    remux_faststart(plain, whole)
     with av.open(str(whole)) as c:
         packets = [(p.pos, p.pts) for p in c.demux(video=0) if p.size]
     last_pos, last_pts = max(packets)
