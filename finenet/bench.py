@@ -100,6 +100,14 @@ def snakemake() -> str:
     return shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
 
 
+# Snakemake re-runs a job whose input is newer than its output unless the input's checksum, recorded
+# when the job ran, is unchanged; by default it records one only for files under 1 MB. The default
+# pipeline's data files are larger, and a re-run data stage (same bytes) or a `dvc checkout` makes
+# them newer: without this every seed retrains all its networks for nothing (measured). The bench's
+# data is the embedded sample (tens of MB in all), so hashing it on each run is cheap.
+CHECKSUM_LIMIT = "1GB"
+
+
 def train_seed(seed: int, params: dict, cores: int) -> None:
     """Train and evaluate every network for one seed (Snakemake; resumes a killed run)."""
     work = prepare(seed)
@@ -107,6 +115,7 @@ def train_seed(seed: int, params: dict, cores: int) -> None:
     base = [snakemake(), "-s", str(ROOT / "Snakefile"), "-d", str(work)]
     subprocess.run(base + ["--unlock"], env=env, capture_output=True)      # a killed run's lock
     cmd = base + ["--cores", str(cores), "--rerun-incomplete", "--allowed-rules", *TRAIN_RULES,
+                  "--max-checksum-file-size", CHECKSUM_LIMIT,
                   "--quiet", "rules", "--", *targets(params)]
     if subprocess.run(cmd, env=env).returncode != 0:
         raise FineNetError(work, f"the bench run of seed {seed} failed (logs in {work / 'logs'})")
