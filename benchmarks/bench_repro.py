@@ -3,12 +3,13 @@
 Clones the current commit into a temporary folder (the source archives in data/external are
 copied, as ``make setup`` would fetch them), runs with this venv's tools on PATH.
 
-    python benchmarks/bench_repro.py
+    python benchmarks/bench_repro.py            # FINENET_REPRO_KEEP=DIR keeps a copy of the clone
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 from common import write_result
 
 REPO = Path(__file__).resolve().parents[1]
+KEEP = os.environ.get("FINENET_REPRO_KEEP")   # a folder: keep a copy of the clone there
 
 
 def cpu_times() -> list[int] | None:
@@ -38,10 +40,24 @@ def steal_fraction(before, after) -> float | None:
     return round(delta[7] / max(sum(delta), 1), 3)
 
 
-def timed(cmd, cwd, env) -> float:
+STAGE = re.compile(r"Running stage '([^']+)':")
+
+
+def timed(cmd, cwd, env) -> tuple[float, dict]:
+    """Wall time of ``cmd`` and of each DVC stage it runs (from one "Running stage" line to the next)."""
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    marks = []
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            if m := STAGE.search(line):
+                marks.append((m.group(1), time.perf_counter()))
+    end = time.perf_counter()
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed in {cwd} (exit {proc.returncode})")
+    stages = {name: round(((marks[i + 1][1] if i + 1 < len(marks) else end) - t), 1)
+              for i, (name, t) in enumerate(marks)}
+    return end - start, stages
 
 
 def main() -> None:
@@ -53,12 +69,16 @@ def main() -> None:
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         shutil.copytree(REPO / "data" / "external", clone / "data" / "external")
         before = cpu_times()
-        clean = timed(["dvc", "repro"], clone, env)
+        clean, stages = timed(["dvc", "repro"], clone, env)
         steal = steal_fraction(before, cpu_times())
-        noop = timed(["dvc", "repro"], clone, env)
+        noop, _ = timed(["dvc", "repro"], clone, env)
+        if KEEP:                 # the clone's outputs, for `dvc commit` in the checkout (same commit)
+            shutil.rmtree(KEEP, ignore_errors=True)
+            shutil.copytree(clone, KEEP, symlinks=True, ignore=shutil.ignore_patterns(".venv", "data"))
     write_result("repro", {"commit": commit, "profile": "embedded",
                            "clean_repro_s": round(clean, 1), "noop_repro_s": round(noop, 2),
-                           "cpu_steal_during_clean_repro": steal})
+                           "cpu_steal_during_clean_repro": steal,
+                           "stage_s": dict(sorted(stages.items(), key=lambda kv: -kv[1]))})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ function of (seed, step) only, so a resumed run ends with the same weights as an
 (on CPU). Runs under ``torchrun`` with DDP (gloo on CPU, NCCL on GPUs), the batch split over ranks;
 on CUDA it uses bf16 autocast.
 
-Validation: every ``train.validation.every`` steps (and at the last) the network's centre-frame
+Validation: every ``train.validation.every`` steps (and at the last; for late fusion counted from the
+end of its keep model's solo phase, ``train.judge_steps``) the network's centre-frame
 output is scored (PSNR) on the val set (clips disjoint from train and test): on its blurred centre
 frames for the deblurring networks, which train on those, on every centre for the combiner, which
 also learns to keep a sharp frame. ``model.pt`` is the checkpoint best on validation (the paper's
@@ -347,7 +348,9 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
         history.append([step, float(value), float(scheds[0].get_last_lr()[0])])
         bar.update(1)
         bar.set_postfix(loss=f"{float(value):.4f}")
-        if validate.due(step, iterations):   # every rank: same weights, same val set, same score
+        # every rank: same weights, same val set, same score. Not while the keep model trains alone:
+        # the rest of the combiner is still at its initialisation, so there is nothing to select
+        if step > judge_steps and validate.due(step - judge_steps, iterations - judge_steps):
             curve.append([step, validate(trainee)])
             if best is None or curve[-1][1] > best["psnr"]:
                 best = {"step": step, "psnr": curve[-1][1],

@@ -241,6 +241,9 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
 
     import pandas as pd
 
+    # late fusion: no validation while its keep model trains alone (12 steps), then every 4 and at the end
+    assert list(pd.read_csv(run / "reports/train/combine_late_val.csv").step) == [16, 20, 24]
+
     frames = pd.read_csv(run / "reports/eval/frames.csv")
     methods = {"blurry", "predeblur", "enhance/full", "interp/full", "interp/four_frames",
                "finenet/late", "finenet/early", "finenet_oracle/late", "deblurgan", "superslomo"}
