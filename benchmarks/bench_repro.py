@@ -46,15 +46,16 @@ STAGE = re.compile(r"Running stage '([^']+)':")
 def timed(cmd, cwd, env) -> tuple[float, dict]:
     """Wall time of ``cmd`` and of each DVC stage it runs (from one "Running stage" line to the next)."""
     start = time.perf_counter()
-    marks = []
+    marks, tail = [], []
     with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, errors="replace") as proc:
         for line in proc.stdout:
+            tail = (tail + [line])[-40:]
             if m := STAGE.search(line):
                 marks.append((m.group(1), time.perf_counter()))
     end = time.perf_counter()
     if proc.returncode:
-        sys.exit(f"{' '.join(cmd)} failed in {cwd} (exit {proc.returncode})")
+        sys.exit("".join(tail) + f"{' '.join(cmd)} failed in {cwd} (exit {proc.returncode})")
     stages = {name: round(((marks[i + 1][1] if i + 1 < len(marks) else end) - t), 1)
               for i, (name, t) in enumerate(marks)}
     return end - start, stages
@@ -68,6 +69,13 @@ def main() -> None:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         shutil.copytree(REPO / "data" / "external", clone / "data" / "external")
+        # this venv's finenet is an editable install of the checkout, whose working tree may differ
+        # from the commit: the clone's own package goes first on the path (checked)
+        env["PYTHONPATH"] = str(clone)
+        where = subprocess.run([sys.executable, "-c", "import finenet; print(finenet.__file__)"], cwd=clone,
+                               env=env, capture_output=True, text=True, check=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(clone.resolve()):
+            sys.exit(f"finenet imports from {where}, not from the clone {clone}")
         before = cpu_times()
         clean, stages = timed(["dvc", "repro"], clone, env)
         steal = steal_fraction(before, cpu_times())
