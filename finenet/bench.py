@@ -131,6 +131,12 @@ def seed_frames(seeds) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def seed_temporal(seeds) -> pd.DataFrame:
+    """Every seed's warping errors (``reports/eval/temporal.csv``), with a ``seed`` column."""
+    return pd.concat([report.read_table(seed_dir(s) / report.TEMPORAL, report.TEMPORAL_COLUMNS).assign(seed=s)
+                      for s in seeds], ignore_index=True)
+
+
 def seed_noref(seeds) -> pd.DataFrame:
     parts = [report.read_table(seed_dir(s) / report.NOREF, report.NOREF_COLUMNS) for s in seeds]
     frames = pd.concat(parts, ignore_index=True)
@@ -202,9 +208,10 @@ def aggregate(params: dict) -> None:
             "on the default pipeline's sample; table cells are means over seeds ± the standard deviation of "
             "the per-seed means; intervals are paired bootstrap intervals over test frames of the "
             "seed-averaged differences ([seed by seed](tables/seed_differences.md)); qualitative samples "
-            f"from seed {seeds[0]}.\n\n")
+            f"and clips from seed {seeds[0]}.\n\n")
     report.build(params, frames, seed_noref(seeds), report.read_samples(first), seed_curves(params, seeds),
-                 out=OUT, note=note)
+                 out=OUT, note=note, temporal=seed_temporal(seeds),
+                 clips=report.read_clips(seed_dir(seeds[0]) / report.CLIPS))
     md, csv = seed_differences(frames, params)
     report.write_text(OUT.tables / "seed_differences.md", md)
     report.write_csv(OUT.tables / "seed_differences.csv", csv)

@@ -36,8 +36,8 @@ REFERENCE = ROOT / "reports" / "reference" / "ci_metrics.json"
 TOLERANCE = ROOT / "reports" / "reference" / "ci_tolerance.json"
 PROFILE = "ci"
 K = 4.0
-FLOORS = {"psnr": 0.05, "ssim": 0.002, "nme": 0.005}
-KEYS = ("psnr_blurred", "ssim_blurred", "psnr_sharp", "ssim_sharp", "nme")
+FLOORS = {"psnr": 0.05, "ssim": 0.002, "nme": 0.005, "warp": 0.05}    # warp: E_warp x 10^3
+KEYS = ("psnr_blurred", "ssim_blurred", "psnr_sharp", "ssim_sharp", "nme", "warp_error")
 
 
 def flatten(metrics: dict) -> dict[str, float]:

@@ -165,7 +165,7 @@ def stages(names: dict | None = None) -> list[Stage]:
     val_curves = [path(L.train_curve(net, v, suffix="_val"))
                   for net, v in training_runs(names["variants"], names["baselines"])]
     eval_outs = tuple(Out(path(p), UNCACHED) for p in (L.eval_frames, L.eval_per_clip, L.eval_noref,
-                                                        L.eval_samples))
+                                                        L.eval_samples, L.eval_temporal, L.eval_clips))
     return [
         Stage("params", "finenet params", "finenet.resolved", files=(PARAMS_YAML, SCHEMA),
               outs=(Out(BUILD),),
@@ -197,12 +197,13 @@ def stages(names: dict | None = None) -> list[Stage]:
               metrics=(Out(path(L.metrics), UNCACHED),),
               params=("train.seed", "train.device", "landmarks.detector", "landmarks.upsample",
                       "landmarks.device", "loader.num_frames", "evaluate.frame_stride",
-                      "evaluate.batch_size", "variants", "baselines"),
+                      "evaluate.batch_size", "evaluate.temporal_frames", "variants", "baselines"),
               comment="--- evaluation of every trained method, then the paper's tables and figures"),
         Stage("report", "finenet report", "finenet.report", files=("finenet/paper_results.yaml",),
-              deps=(path(L.eval_frames), path(L.eval_noref), path(L.eval_samples), *val_curves),
-              outs=tuple(Out(path(p), UNCACHED) for p in (L.tables, L.qualitative, L.report_index,
-                                                          L.severity)),
+              deps=(path(L.eval_frames), path(L.eval_noref), path(L.eval_samples), path(L.eval_temporal),
+                    path(L.eval_clips), *val_curves),
+              outs=tuple(Out(path(p), UNCACHED) for p in (L.tables, L.qualitative, L.motion_clips,
+                                                          L.report_index, L.severity)),
               metrics=(Out(path(L.pies), UNCACHED),),
               plots=tuple(Out(path(p), UNCACHED) for p in (L.pies_figure, L.severity_figure,
                                                            L.curves_figure)),

@@ -15,6 +15,12 @@ combiners reuse the "full" branches' outputs.
   sharper) and whether the detector finds a face on the output: ``reports/eval/noref.csv``.
 - A few qualitative samples per set (every method's output on the same frames):
   ``reports/eval/samples.h5``.
+- Temporal stability: every method on a run of ``evaluate.temporal_frames`` consecutive frames from
+  the middle of each test clip. With ground truth, Lai et al.'s warping error of the run
+  (``finenet/temporal.py``: flow and occlusion masks from the sharp frames, the same for every
+  method), ×10³, in ``reports/eval/temporal.csv``; method ``sharp`` is the sharp frames' own (the
+  floor the flow's errors leave). Without ground truth the run's frames of every method are kept in
+  ``reports/eval/clips.h5`` for the report's side-by-side clips (the paper's Fig. 9 in motion).
 
 ``evaluate.frame_stride`` scores every k-th frame (embedded default: every 3rd, to keep CPU time
 small; paper profile: every frame).
@@ -42,9 +48,13 @@ from .face.detectors import make_detector
 from .models.combine import fuse
 from .models.shared import shared_features
 from .layout import DEFAULT as LAYOUT, model_path
+from .temporal import REPORT_SCALE, Flows
 from .train import pick_device
 
 EVAL, METRICS, SAMPLES = LAYOUT.eval, LAYOUT.metrics, LAYOUT.eval_samples
+TEMPORAL, CLIPS = LAYOUT.eval_temporal, LAYOUT.eval_clips
+TEMPORAL_COLUMNS = ["method", "set", "clip", "t0", "frames", "warp_error"]
+REFERENCE = "sharp"              # temporal.csv's row of the sharp frames themselves
 SAMPLES_PER_SET = 3
 LEFT_EYE, RIGHT_EYE = 36, 45     # outer eye corners (iBUG 68): the inter-ocular normaliser
 
@@ -170,6 +180,70 @@ def evaluate_noref(methods: Methods, detector, set_path: Path, params: dict, sam
     return rows
 
 
+def temporal_run(ds: WindowDataset, frames: int) -> list[int]:
+    """Indices into ``ds`` of each clip's run of ``frames`` consecutive centre frames (the whole
+    clip when shorter), taken from the middle of the clip."""
+    keep = []
+    for clip, length in sorted(ds.lengths.items()):
+        k = min(frames, length)
+        t0 = (length - k) // 2
+        keep += [i for i, (c, t) in enumerate(ds.index) if c == clip and t0 <= t < t0 + k]
+    return keep
+
+
+def run_clips(methods: Methods, set_path: Path, params: dict, ground_truth: bool) -> dict:
+    """clip -> {"t0", "outputs": {method: (K,H,W,3) float}, "target": (K,H,W,3) or None} on each
+    clip's temporal run (``evaluate.temporal_frames``)."""
+    ev, n = params["evaluate"], params["loader"]["num_frames"]
+    ds = WindowDataset(set_path, n, pad=True, ground_truth=ground_truth)
+    keep = temporal_run(ds, ev["temporal_frames"])
+    loaders = [torch.utils.data.DataLoader(torch.utils.data.Subset(ds, keep), batch_size=ev["batch_size"])]
+    if ground_truth:
+        oracle = WindowDataset(set_path, n, pad=True, oracle=True, ground_truth=True)
+        loaders.append(torch.utils.data.DataLoader(torch.utils.data.Subset(oracle, keep), batch_size=ev["batch_size"]))
+    runs: dict = {}
+    for batches in tqdm(zip(*loaders), total=len(loaders[0]), unit="batch",
+                        desc=f"temporal {set_path.stem}"):
+        b, dev = batches[0], methods.device
+        outputs = methods(b["frames"].to(dev), b["heatmaps"].to(dev),
+                          batches[1]["heatmaps"].to(dev) if ground_truth else None)
+        target = b["target"].permute(0, 2, 3, 1).numpy() if ground_truth else None
+        for k in range(len(b["t"])):
+            entry = runs.setdefault(b["clip"][k], {"t0": int(b["t"][k]), "outputs": {}, "target": []})
+            for name, images in outputs.items():
+                entry["outputs"].setdefault(name, []).append(images[k])
+            if target is not None:
+                entry["target"].append(target[k])
+    for entry in runs.values():
+        entry["outputs"] = {name: np.stack(v) for name, v in entry["outputs"].items()}
+        entry["target"] = np.stack(entry["target"]) if entry["target"] else None
+    return runs
+
+
+def temporal_rows(set_name: str, runs: dict) -> list[dict]:
+    """Warping error ×10³ of each method's run, with the flow of the run's sharp frames."""
+    rows = []
+    for clip, entry in sorted(runs.items()):
+        flows = Flows.from_reference(entry["target"])
+        frames = len(entry["target"])
+        for name, video in [*entry["outputs"].items(), (REFERENCE, entry["target"])]:
+            rows.append(dict(method=name, set=set_name, clip=clip, t0=entry["t0"], frames=frames,
+                             warp_error=REPORT_SCALE * flows.error(np.clip(video, 0, 1))))
+    return rows
+
+
+def write_clips(runs_by_set: dict) -> None:
+    """The temporal runs of the sets without ground truth, as uint8 (M,K,H,W,3) per clip."""
+    with atomic_path(CLIPS) as tmp, h5py.File(tmp, "w") as f:
+        for set_name, runs in runs_by_set.items():
+            for clip, entry in sorted(runs.items()):
+                g = f.create_group(f"{set_name}/{clip}")
+                g.attrs["t0"] = entry["t0"]
+                g.attrs["methods"] = json.dumps(list(entry["outputs"]))
+                g.create_dataset("frames", data=np.stack([to_uint8(v) for v in entry["outputs"].values()]),
+                                 compression="gzip", track_times=False)
+
+
 def sample(set_name, clip, t, kernel, outputs: dict, k: int, target, psnr: dict) -> dict:
     names = list(outputs) + (["sharp"] if target is not None else [])
     images = [outputs[n][k] for n in outputs] + ([target] if target is not None else [])
@@ -189,10 +263,13 @@ def write_samples(samples: list) -> None:
             g.create_dataset("psnr", data=s["psnr"], track_times=False)
 
 
-def summarise(frames: pd.DataFrame) -> dict:
+def summarise(frames: pd.DataFrame, temporal: pd.DataFrame | None = None) -> dict:
     """Means per set and method over all frames, over the blurred frames (the deblurring task) and
-    over the frames the blur stage left sharp (what a method does to an already sharp frame)."""
+    over the frames the blur stage left sharp (what a method does to an already sharp frame); and
+    the mean warping error ×10³ over the set's clips (``temporal``)."""
     out = {}
+    warp = ({} if temporal is None or temporal.empty
+            else temporal.groupby(["set", "method"]).warp_error.mean().to_dict())
     for (set_name, method), part in frames.groupby(["set", "method"]):
         entry = {"frames": int(len(part))}
         for name, rows in (("all", part), ("blurred", part[part.kernel > 1]), ("sharp", part[part.kernel == 1])):
@@ -201,6 +278,8 @@ def summarise(frames: pd.DataFrame) -> dict:
                 entry[f"ssim_{name}"] = round(float(rows.ssim.mean()), 4)
         if part.nme.notna().any():
             entry["nme"] = round(float(part.nme.mean()), 4)
+        if (set_name, method) in warp:
+            entry["warp_error"] = round(float(warp[set_name, method]), 4)
         out.setdefault(set_name, {})[method] = entry
     return out
 
@@ -218,6 +297,10 @@ def run(params: dict, clip_ids=None) -> None:
     samples: list = []
     rows = [r for p in test_sets(True) for r in evaluate_set(methods, detector, p, params, samples)]
     noref = [r for p in test_sets(False) for r in evaluate_noref(methods, detector, p, params, samples)]
+    temporal = pd.DataFrame([r for p in test_sets(True) for r in
+                             temporal_rows(p.stem, run_clips(methods, p, params, ground_truth=True))],
+                            columns=TEMPORAL_COLUMNS)
+    clips = {p.stem: run_clips(methods, p, params, ground_truth=False) for p in test_sets(False)}
     frames = pd.DataFrame(rows)
     per_clip = frames.groupby(["set", "clip", "method"])[["psnr", "ssim"]].mean().round(4).reset_index()
     EVAL.mkdir(parents=True, exist_ok=True)
@@ -225,9 +308,11 @@ def run(params: dict, clip_ids=None) -> None:
     write_csv(EVAL / "per_clip.csv", per_clip)
     write_csv(EVAL / "noref.csv", pd.DataFrame(noref, columns=["method", "set", "clip", "t", "blur_effect",
                                                                "face_found"]))
+    write_csv(TEMPORAL, temporal)
     write_samples(samples)
+    write_clips(clips)
     with atomic_path(METRICS) as tmp:
-        tmp.write_text(json.dumps(summarise(frames), indent=2) + "\n")
+        tmp.write_text(json.dumps(summarise(frames, temporal), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The report stage's figures (matplotlib, Agg): Fig. 10's win-rate pies, PSNR against blur
 severity, the qualitative grids of Figs. 8/9/11, and every network's validation curve. Saved without a Software/time stamp, so the
-same inputs give byte-identical PNGs."""
+same inputs give byte-identical PNGs. And Fig. 9 in motion: a side-by-side clip of every method
+(H.264, lossless, PyAV)."""
 
 from __future__ import annotations
 
@@ -168,3 +169,40 @@ def qualitative(samples: list[dict], path: Path, title: str) -> None:
         fig.tight_layout(rect=(0, 0, 1, 0.97))
         save(fig, path, dpi=max(DPI, min(200, int(max(s["images"].shape[1] for s in samples) / tile))))
         plt.close(fig)
+
+
+CLIP_COLUMNS = 6
+CLIP_LABEL = 14          # px of the label strip above each tile
+CLIP_RATE = 4            # frames per second: a short run, slow enough to follow
+
+
+def _label_strip(text: str, width: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, CLIP_LABEL), (0, 0, 0))
+    ImageDraw.Draw(strip).text((2, 1), text[: max(1, width // 6)], fill=(255, 255, 255))
+    return np.asarray(strip)
+
+
+def motion_clip(frames: np.ndarray, methods: list[str], path: Path) -> None:
+    """``frames`` (M,K,H,W,3) uint8, one run of K frames per method, as one video of K frames: a grid
+    of tiles (blurry input first, then the tables' order), each labelled; lossless H.264 (yuv444p),
+    played at ``CLIP_RATE`` frames per second."""
+    from .video_io import encode_frames
+
+    order = ["blurry"] + [m for m in order_methods(set(methods) - {"blurry"})]
+    index = {m: i for i, m in enumerate(methods)}
+    order = [m for m in order if m in index]
+    _, k, h, w, _ = frames.shape
+    cols = min(CLIP_COLUMNS, len(order))
+    rows = -(-len(order) // cols)
+    tile_h = h + CLIP_LABEL
+    grid = np.zeros((k, rows * tile_h + (rows * tile_h) % 2, cols * w + (cols * w) % 2, 3), np.uint8)
+    for n, method in enumerate(order):
+        r, c = divmod(n, cols)
+        y, x = r * tile_h, c * w
+        grid[:, y:y + CLIP_LABEL, x:x + w] = _label_strip(METHODS.get(method, method), w)
+        grid[:, y + CLIP_LABEL:y + tile_h, x:x + w] = frames[index[method]]
+    with atomic_path(path) as tmp:
+        encode_frames(tmp, grid, codec="libx264", pix_fmt="yuv444p", rate=CLIP_RATE,
+                      options={"qp": "0", "preset": "medium", "threads": "1"}, in_format="rgb24")

@@ -147,6 +147,14 @@ class Layout:
         return self.eval / "samples.h5"
 
     @property
+    def eval_temporal(self) -> Path:       # warping error of each method's consecutive outputs
+        return self.eval / "temporal.csv"
+
+    @property
+    def eval_clips(self) -> Path:          # consecutive outputs on the sets without ground truth
+        return self.eval / "clips.h5"
+
+    @property
     def metrics(self) -> Path:             # means per set and method (a DVC metric)
         return self.reports / "metrics.json"
 
@@ -185,6 +193,10 @@ class Layout:
     @property
     def curves_figure(self) -> Path:       # every network's validation curve
         return self.figures / "learning_curves.png"
+
+    @property
+    def motion_clips(self) -> Path:        # Fig. 9 in motion: side-by-side clips of every method
+        return self.figures / "fig9_clips"
 
     # --- the resolved parameters (stage `params`) ----------------------------------------------
     @property

@@ -23,6 +23,7 @@ from .errors import FineNetError
 
 EVAL = Path("reports/eval")
 FRAMES, NOREF, SAMPLES = EVAL / "frames.csv", EVAL / "noref.csv", EVAL / "samples.h5"
+TEMPORAL, CLIPS = layout.DEFAULT.eval_temporal, layout.DEFAULT.eval_clips
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,18 @@ class Outputs:
     def curves(self) -> Path:
         return self.figures / "learning_curves.png"
 
+    @property
+    def motion_clips(self) -> Path:
+        return self.figures / "fig9_clips"
+
     def paths(self) -> list[Path]:
-        """Every path a report writes (``qualitative`` is a directory: one PNG per set)."""
-        tabs = [self.tables / f"{name}.{ext}" for name in ("table1", "table2", "table3", "nme", "noref", "comparisons")
-                for ext in ("md", "csv")]
+        """Every path a report writes (``qualitative`` and ``motion_clips`` are directories: one
+        PNG per set, one MP4 per clip without ground truth)."""
+        tabs = [self.tables / f"{name}.{ext}" for name in ("table1", "table2", "table3", "nme", "noref", "comparisons",
+                                                           "temporal") for ext in ("md", "csv")]
         return [*tabs, self.tables / "per_clip.md", self.figures / "fig10_pies.png", self.pies,
-                self.figures / "psnr_vs_severity.png", self.curves, self.severity, self.qualitative, self.index]
+                self.figures / "psnr_vs_severity.png", self.curves, self.severity, self.qualitative,
+                self.motion_clips, self.index]
 
 
 DEFAULT = Outputs()
@@ -74,6 +81,7 @@ PIES_JSON, SEVERITY_CSV, INDEX, CURVES_PNG = DEFAULT.pies, DEFAULT.severity, DEF
 FRAME_COLUMNS = {"method": str, "set": str, "clip": str, "t": int, "kernel": int, "psnr": float,
                  "ssim": float, "nme": float}
 NOREF_COLUMNS = {"method": str, "set": str, "clip": str, "t": int, "blur_effect": float, "face_found": int}
+TEMPORAL_COLUMNS = {"method": str, "set": str, "clip": str, "t0": int, "frames": int, "warp_error": float}
 CURVE_COLUMNS = {"step": int, "val_psnr": float}
 OPTIONAL = {"nme"}
 NAN_TOKENS = {"", "nan", "NaN", "NAN", "NA", "N/A", "null", "None"}
@@ -144,13 +152,14 @@ def read_table(path: Path, columns: dict) -> pd.DataFrame:
                                          f"(line {_line(wrong)})")
             number = number.astype(int)
         out[col] = number
-    key = ["method", "set", "clip", "t"] if "method" in columns else ["step"]
+    key = [c for c in ("method", "set", "clip", "t") if c in columns] if "method" in columns else ["step"]
     twice = out.duplicated(key)
     if twice.any() and "method" not in columns:
         raise FineNetError(path, f"step {int(out[twice].step.iloc[0])} appears twice (line {_line(twice)})")
     if twice.any():
         r = out[twice].iloc[0]
-        raise FineNetError(path, f"method {r.method}, set {r.set}, clip {r.clip}, frame {r.t} appears twice "
+        where = f", frame {r.t}" if "t" in columns else ""
+        raise FineNetError(path, f"method {r.method}, set {r.set}, clip {r.clip}{where} appears twice "
                                  f"(line {_line(twice)})")
     return out
 
@@ -203,6 +212,30 @@ def read_samples(path: Path) -> list[dict]:
     return out
 
 
+def read_clips(path: Path) -> list[dict]:
+    """The evaluate stage's runs of consecutive frames on the sets without ground truth:
+    [{set, clip, t0, methods, frames (M,K,H,W,3) uint8}], checked."""
+    import h5py
+
+    if not path.is_file():
+        raise FineNetError(path, "not found; run the evaluate stage first")
+    out = []
+    try:
+        with h5py.File(path, "r") as f:
+            for set_name in sorted(f):
+                for clip in sorted(f[set_name]):
+                    g, where = f[set_name][clip], f"{path} [{set_name}/{clip}]"
+                    methods = json.loads(_text(g.attrs["methods"]))
+                    frames = g["frames"][()]
+                    if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[0] != len(methods) or frames.shape[-1] != 3:
+                        raise FineNetError(where, f"'frames' must be uint8 ({len(methods)},K,H,W,3), "
+                                                  f"found {frames.dtype} {frames.shape}")
+                    out.append(dict(set=set_name, clip=clip, t0=int(g.attrs["t0"]), methods=methods, frames=frames))
+    except (OSError, KeyError, ValueError) as exc:
+        raise FineNetError(path, f"unreadable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    return out
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -224,7 +257,8 @@ def safe_name(name: str) -> str:
 
 
 def index(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, rates: dict,
-          qualitative: list[str], paper: dict, seeded: pd.DataFrame | None = None, note: str = "") -> str:
+          qualitative: list[str], paper: dict, seeded: pd.DataFrame | None = None, note: str = "",
+          motion: list[str] = ()) -> str:
     m = tables.means(frames if seeded is None else seeded)
     rows = []
     for s in tables.order_sets(set(frames.set)):
@@ -250,6 +284,10 @@ def index(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, rates: dict,
                         f"*Qualitative samples of `{name}`: one row per sample, blurry input | each method | "
                         "ground truth, PSNR under each tile (none on sets without ground truth); cf. "
                         "paper Figs. 8, 9, 11.*" for name in qualitative) or "No qualitative samples stored."
+    motion = ("## Fig. 9 in motion\n\nSide-by-side clips of every method on the sets without ground truth "
+              "(blurry input first; lossless H.264): "
+              + ", ".join(f"[{name}](figures/fig9_clips/{name}.mp4)" for name in motion) + "."
+              if motion else "")
     stride = params.get("evaluate", {}).get("frame_stride")
     return f"""# FineNet report
 
@@ -276,6 +314,8 @@ PSNR (dB) / SSIM of FineNet (`finenet/late`) against its blurry input.
   method's output against on the blurry input.
 - [No-reference measures](tables/noref.md) ([csv](tables/noref.csv)): blur effect and face-detection
   rate on the sets without ground truth ({', '.join(f'`{s}`' for s in tables.order_sets(set(noref.set))) or 'none'}).
+- [Temporal stability](tables/temporal.md) ([csv](tables/temporal.csv)): Lai et al.'s warping
+  error of every method on consecutive frames, against the input's.
 - [Paired comparisons](tables/comparisons.md) ([csv](tables/comparisons.csv)): the paper's
   comparisons (FineNet vs Enh / Int / EDVR, FOC, landmarks, late vs early fusion) and each
   deblurring method vs its input, as mean per-frame PSNR differences with paired bootstrap
@@ -304,6 +344,8 @@ centre for the combiner (it also learns to keep sharp frames). The star marks th
 converged.*
 
 {quals}
+
+{motion}
 """
 
 
@@ -312,20 +354,23 @@ def run(params: dict, clip_ids=None) -> None:
     frames = read_table(FRAMES, FRAME_COLUMNS)
     if frames.empty:
         raise FineNetError(FRAMES, "no rows; run the evaluate stage first")
-    build(params, frames, read_table(NOREF, NOREF_COLUMNS), read_samples(SAMPLES), read_curves(params))
+    build(params, frames, read_table(NOREF, NOREF_COLUMNS), read_samples(SAMPLES), read_curves(params),
+          temporal=read_table(TEMPORAL, TEMPORAL_COLUMNS), clips=read_clips(CLIPS))
 
 
 def build(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, samples: list, curves: dict,
-          out: Outputs = DEFAULT, note: str = "") -> None:
+          out: Outputs = DEFAULT, note: str = "", temporal: pd.DataFrame | None = None,
+          clips: list | None = None) -> None:
     """The report from evaluated frames. ``frames`` with a ``seed`` column (several training seeds,
     the bench tier): table cells are means ± sd over seeds; per-frame comparisons, pies and
     severity curves use the seed-averaged frames. ``curves``: run -> validation curve (with a
     ``val_psnr_sd`` column: a band)."""
     paper = tables.paper_results()
     per_frame = tables.seed_mean_frames(frames)
-    for name, (md, csv) in {"table1": tables.table1(frames, paper), "table2": tables.table2(frames, paper),
+    temporal = pd.DataFrame(columns=list(TEMPORAL_COLUMNS)) if temporal is None else temporal
+    for name, (md, csv) in {"table1": tables.table1(frames, paper, temporal), "table2": tables.table2(frames, paper),
                             "table3": tables.table3(frames, paper), "nme": tables.nme_table(per_frame),
-                            "noref": tables.noref_table(noref)}.items():
+                            "noref": tables.noref_table(noref), "temporal": tables.temporal_table(temporal)}.items():
         write_text(out.tables / f"{name}.md", md)
         write_csv(out.tables / f"{name}.csv", csv)
     write_text(out.tables / "per_clip.md", tables.per_clip(per_frame))
@@ -360,7 +405,13 @@ def build(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, samples: list
             name = safe_name(s)
             figures.qualitative(by_set[s], tmp / f"{name}.png", s)
             names.append(name)
-    write_text(out.index, index(params, per_frame, noref, rates, names, paper, frames, note))
+    motion = []
+    with atomic_dir(out.motion_clips) as tmp:
+        for c in clips or []:
+            name = safe_name(f"{c['set']}_{c['clip']}")
+            figures.motion_clip(c["frames"], c["methods"], tmp / f"{name}.mp4")
+            motion.append(name)
+    write_text(out.index, index(params, per_frame, noref, rates, names, paper, frames, note, motion))
 
 
 if __name__ == "__main__":

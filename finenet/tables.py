@@ -192,22 +192,48 @@ def lookup(m: pd.DataFrame, set_name: str, method: str, col: str):
 
 # --- Table 1 -----------------------------------------------------------------------------------
 
-def table1(frames: pd.DataFrame, paper: dict) -> tuple[str, pd.DataFrame]:
+def warp_means(temporal: pd.DataFrame | None) -> pd.DataFrame:
+    """Per (set, method): the warping error ×10³ (``reports/eval/temporal.csv``) averaged over the
+    set's clips; with a ``seed`` column, the mean of the per-seed means and ``warp_error_sd``."""
+    if temporal is None or temporal.empty:
+        return pd.DataFrame(columns=["warp_error", "warp_error_sd"],
+                            index=pd.MultiIndex.from_tuples([], names=["set", "method"]))
+    if "seed" in temporal.columns and temporal.seed.nunique() > 1:
+        per = temporal.groupby(["set", "method", "seed"]).warp_error.mean()
+        by = per.groupby(level=["set", "method"])
+        return pd.DataFrame({"warp_error": by.mean(), "warp_error_sd": by.std(ddof=1)})
+    out = temporal.groupby(["set", "method"]).warp_error.mean().to_frame()
+    out["warp_error_sd"] = np.nan
+    return out
+
+
+def warp_cell(w: pd.DataFrame, set_name: str, method: str) -> str:
+    value, sd = lookup(w, set_name, method, "warp_error"), lookup(w, set_name, method, "warp_error_sd")
+    return num(value, 2) + ("" if missing(sd) else f" ± {float(sd):.2f}")
+
+
+WARP_NOTE = ("E_warp ×10³: Lai et al.'s (ECCV 2018) warping error of each method's outputs on a run of "
+             "consecutive frames of every clip (`evaluate.temporal_frames`), with the flow and occlusion "
+             "masks of the sharp frames (`finenet/temporal.py`); lower is steadier")
+
+
+def table1(frames: pd.DataFrame, paper: dict, temporal: pd.DataFrame | None = None) -> tuple[str, pd.DataFrame]:
     m = means(frames)
+    w = warp_means(temporal)
     datasets = paper["datasets"]
     sets = order_sets(set(frames.set) | set(datasets))
     extra = [x for x in order_methods(set(frames.method)) if x not in TABLE1 and x not in ABLATIONS]
     methods = TABLE1 + extra
     header, rows, records = ["Method"], [], []
     for s in sets:
-        header += [f"`{s}` blurred (k>1)", f"`{s}` sharp (k=1)"]
+        header += [f"`{s}` blurred (k>1)", f"`{s}` sharp (k=1)", f"`{s}` E_warp ×10³ ↓"]
         if s in datasets:
             header.append(f"**paper** {datasets[s]}")
     for method in methods:
         row = [label(method)]
         for s in sets:
             get = lambda col: lookup(m, s, method, col)  # noqa: E731
-            row += [measured(get, "blurred"), measured(get, "sharp")]
+            row += [measured(get, "blurred"), measured(get, "sharp"), warp_cell(w, s, method)]
             ds = datasets.get(s)
             p_psnr, p_ssim = paper_entry(paper["table1"].get(ds, {}), method) if ds else (np.nan, np.nan)
             if ds:
@@ -221,6 +247,8 @@ def table1(frames: pd.DataFrame, paper: dict) -> tuple[str, pd.DataFrame]:
                                 frames_sharp=_int(get("frames_sharp")),
                                 psnr_sharp=get("psnr_sharp"), ssim_sharp=get("ssim_sharp"),
                                 psnr_sharp_sd=get("psnr_sharp_sd"),
+                                warp_error=lookup(w, s, method, "warp_error"),
+                                warp_error_sd=lookup(w, s, method, "warp_error_sd"),
                                 paper_dataset=ds or "", paper_psnr=p_psnr, paper_ssim=p_ssim))
         rows.append(row)
     counts = ", ".join(f"`{s}`: {int(m.loc[s].frames.max())} frames ({int(m.loc[s].frames_blurred.max())} blurred, "
@@ -228,12 +256,43 @@ def table1(frames: pd.DataFrame, paper: dict) -> tuple[str, pd.DataFrame]:
                        for s in sets if s in set(frames.set))
     md = ("# Table 1: comparison with the state of the art\n\n"
           "PSNR (dB) / SSIM on the face crops, means over the scored frames of each test set: the "
-          f"blurred frames (kernel length k > 1, the deblurring task) and, separately, {SHARP_NOTE}. **paper** columns: the paper's Table 1 (VoxCeleb ↔ `voxceleb_test`, 300VW ↔ "
+          f"blurred frames (kernel length k > 1, the deblurring task) and, separately, {SHARP_NOTE}. "
+          f"{WARP_NOTE} ([the temporal table](temporal.md)). **paper** columns: the paper's Table 1 (VoxCeleb ↔ `voxceleb_test`, 300VW ↔ "
           f"`vw300_test`), printed for reference, not computed. {DASH}: not evaluated / not reported. "
           "The paper reports the interpolation baselines (Super SloMo, DAIN) only as \"FineNet is 1.2 dB "
           "higher than the best\" on 300VW.\n\n"
           + markdown(header, rows) + f"\nFrames scored: {counts}.\n")
     return md, rounded(pd.DataFrame(records))
+
+
+def temporal_table(temporal: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """Every method's warping error per set, its change against the blurry input (positive: the
+    method's output flickers more than its input), and the sharp frames' own (the floor)."""
+    cols = ["set", "method", "clips", "warp_error", "warp_error_sd", "vs_input"]
+    intro = (f"# Temporal stability\n\n{WARP_NOTE}. `sharp`: the sharp frames' own warping error, the "
+             "floor that the flow's errors leave.\n\n")
+    if temporal.empty:
+        return intro + "No set with ground truth was evaluated (`temporal.csv` has no rows).\n", pd.DataFrame(columns=cols)
+    w = warp_means(temporal)
+    records, sections = [], []
+    for s in order_sets(set(temporal.set)):
+        base = lookup(w, s, "blurry", "warp_error")
+        part = temporal[temporal.set == s]
+        rows, worse = [], []
+        for method in [*order_methods(set(part.method) - {"sharp"}), *(["sharp"] if "sharp" in set(part.method) else [])]:
+            value = lookup(w, s, method, "warp_error")
+            diff = value - base
+            if method not in ("blurry", "sharp") and diff > 0:
+                worse.append(f"`{method}` (+{diff:.2f})")
+            rows.append([label(method) if method != "sharp" else "Sharp frames `sharp`", warp_cell(w, s, method),
+                         DASH if method in ("blurry", "sharp") else f"{diff:+.2f}"])
+            records.append(dict(set=s, method=method, clips=int(part.loc[part.method == method, "clip"].nunique()),
+                                warp_error=value, warp_error_sd=lookup(w, s, method, "warp_error_sd"),
+                                vs_input=np.nan if method in ("blurry", "sharp") else diff))
+        more = ("Output flickers more than the input: " + ", ".join(worse) + "." if worse
+                else "No method's output flickers more than its input.")
+        sections.append(f"## `{s}`\n\n" + markdown(["Method", "E_warp ×10³ ↓", "vs input"], rows) + f"\n{more}\n")
+    return intro + "\n".join(sections), rounded(pd.DataFrame(records, columns=cols))
 
 
 def _int(x) -> int:

@@ -86,6 +86,30 @@ def write_samples(path: Path) -> None:
                          for i, m in enumerate(methods)]
 
 
+# warping error x 10^3 per clip: enhance/full flickers more than its input, FineNet less
+WARP = {"blurry": (2.0, 2.4), "enhance/full": (3.0, 3.4), "finenet/late": (1.5, 1.9), "sharp": (0.5, 0.7)}
+CLIP_METHODS = ["blurry", "finenet/late", "edvr"]
+
+
+def temporal_rows() -> pd.DataFrame:
+    return pd.DataFrame([dict(method=m, set="vw300_test", clip=c, t0=0, frames=4, warp_error=v[k])
+                         for m, v in WARP.items() for k, c in enumerate(("vw_a", "vw_b"))])
+
+
+def clip_frames() -> np.ndarray:
+    """(3 methods, 4 frames, 24x32, RGB): each method a flat grey that brightens over the run."""
+    base = np.array([60, 120, 180], dtype=np.uint8)[:, None, None, None, None]
+    ramp = (10 * np.arange(4, dtype=np.uint8))[None, :, None, None, None]
+    return np.broadcast_to(base + ramp, (3, 4, 24, 32, 3)).copy()
+
+
+def write_clips(path: Path) -> None:
+    with h5py.File(path, "w") as f:
+        g = f.create_group("embedded_realblur/r0")
+        g.attrs.update(t0=3, methods=json.dumps(CLIP_METHODS))
+        g["frames"] = clip_frames()
+
+
 def write_curves(root: Path) -> None:
     """A validation curve for every run params.yaml trains (rising, then flat)."""
     from finenet.layout import Layout, training_runs
@@ -104,6 +128,8 @@ def write_inputs(root: Path, frames: pd.DataFrame | None = None) -> None:
     (frame_rows() if frames is None else frames).to_csv(ev / "frames.csv", index=False, float_format="%.4f")
     noref_rows().to_csv(ev / "noref.csv", index=False)
     write_samples(ev / "samples.h5")
+    temporal_rows().to_csv(ev / "temporal.csv", index=False)
+    write_clips(ev / "clips.h5")
     write_curves(root)
 
 
@@ -337,11 +363,43 @@ def test_rerun_is_byte_identical(built, tmp_path, params):
     run_in(root, params)
     run_in(root, params)                                                   # over its own outputs
     for path in report.outputs():
-        if path == report.QUALITATIVE:
+        if (built / path).is_dir():                       # the qualitative PNGs, the motion clips
+            assert sorted(p.name for p in (root / path).iterdir()) == sorted(p.name for p in (built / path).iterdir())
             for png in (built / path).iterdir():
                 assert (root / path / png.name).read_bytes() == png.read_bytes(), png.name
         else:
             assert (root / path).read_bytes() == (built / path).read_bytes(), path
+
+
+def test_temporal_table_and_table1_warp_column(built):
+    md = (built / "reports/tables/temporal.md").read_text()
+    assert md_column(md, "`blurry`", "E_warp ×10³ ↓", "vw300_test") == "2.20"
+    assert md_column(md, "`enhance/full`", "vs input", "vw300_test") == "+1.00"
+    assert md_column(md, "`finenet/late`", "vs input", "vw300_test") == "-0.50"
+    assert md_column(md, "Sharp frames", "E_warp ×10³ ↓", "vw300_test") == "0.60"
+    assert "flickers more than the input: `enhance/full` (+1.00)" in md
+    csv = pd.read_csv(built / "reports/tables/temporal.csv")
+    assert csv.set_index("method").loc["finenet/late", "vs_input"] == pytest.approx(-0.5)
+    table1 = (built / "reports/tables/table1.md").read_text()
+    assert md_column(table1, "`finenet/late`", "`vw300_test` E_warp ×10³ ↓") == "1.70"
+    assert md_column(table1, "`edvr`", "`vw300_test` E_warp ×10³ ↓") == DASH   # not in temporal.csv
+
+
+def test_motion_clip_is_a_labelled_grid_of_every_method(built):
+    from finenet.video_io import VideoSource
+
+    path = built / "reports/figures/fig9_clips/embedded_realblur_r0.mp4"
+    assert f"(figures/fig9_clips/{path.name})" in (built / "reports/report.md").read_text()
+    src = VideoSource(path)
+    frames = np.stack([p.rgb for p in src])
+    src.close()
+    label = 14
+    assert frames.shape == (4, 24 + label, 3 * 32, 3)          # one row of 3 tiles, a label strip above each
+    planted = clip_frames()
+    for col, method in enumerate(["blurry", "edvr", "finenet/late"]):   # input first, then the tables' order
+        tile = frames[:, label:, 32 * col:32 * (col + 1)].astype(int)
+        assert np.abs(tile - planted[CLIP_METHODS.index(method)]).max() <= 2, method    # lossless but for YUV rounding
+        assert frames[0, :label, 32 * col:32 * (col + 1)].max() > 128                   # a white label
 
 
 def test_only_blurry_evaluated(work, params):
@@ -374,6 +432,10 @@ def test_missing_frames_csv(work, params):
     (lambda root: (root / "reports/eval/frames.csv").write_text(""), "empty"),
     (lambda root: (root / "reports/eval/noref.csv").unlink(), "noref.csv: not found"),
     (lambda root: (root / "reports/eval/samples.h5").write_text("not hdf5"), "samples.h5: not a readable HDF5"),
+    (lambda root: (root / "reports/eval/temporal.csv").unlink(), "temporal.csv: not found"),
+    (lambda root: (root / "reports/eval/temporal.csv").write_text(
+        "method,set,clip,t0,frames,warp_error\nblurry,s,c,0,4,x\n"), "column 'warp_error'"),
+    (lambda root: (root / "reports/eval/clips.h5").write_text("not hdf5"), "clips.h5: unreadable"),
 ])
 def test_bad_input(work, params, damage, fragment):
     write_inputs(work)

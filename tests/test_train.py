@@ -230,7 +230,7 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
     raw = yaml.safe_load((run / "params.yaml").read_text())
     raw["variants"] = {"enhance": {"full": {}}, "interp": {"full": {}, "four_frames": {"interp_frames": 4}},
                        "combine": {"late": {"fusion": "late"}, "early": {"fusion": "early"}}}
-    raw["evaluate"]["frame_stride"] = 1
+    raw["evaluate"].update(frame_stride=1, temporal_frames=8)          # the whole 8-frame clip
     (run / "params.yaml").write_text(yaml.safe_dump(raw))
     for args in (["predeblur"], ["enhance", "--variant", "full"], ["interp", "--variant", "full"],
                  ["interp", "--variant", "four_frames"], ["combine", "--variant", "late"],
@@ -274,6 +274,22 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
         names = yaml.safe_load(sample.attrs["methods"])
         assert set(names) == methods | {"sharp"} and sample["images"].shape == (len(names), 96, 96, 3)
     assert pd.read_csv(run / "reports/eval/noref.csv").empty      # no real-blur clip in this profile
+    # temporal stability: every method (and the sharp frames) on the clip's 8 consecutive frames; the
+    # input's warping error is the one finenet.temporal gives on the stored blurred and sharp frames
+    from finenet.temporal import REPORT_SCALE, warp_error
+
+    temporal = pd.read_csv(run / "reports/eval/temporal.csv")
+    assert set(temporal.method) == methods | {"sharp"} and (temporal.frames == 8).all() and (temporal.t0 == 0).all()
+    assert temporal.warp_error.notna().all() and (temporal.warp_error >= 0).all()
+    with h5py.File(run / "data/sets/embedded_test.h5", "r") as f:
+        (clip,) = list(f)
+        blurry, sharp = f[clip]["blurry"][:], f[clip]["sharp"][:]
+    by = temporal.set_index("method").warp_error
+    assert by["blurry"] == pytest.approx(REPORT_SCALE * warp_error(blurry, sharp), abs=2e-4)
+    assert by["sharp"] == pytest.approx(REPORT_SCALE * warp_error(sharp, sharp), abs=2e-4)
+    with h5py.File(run / "reports/eval/clips.h5", "r") as f:
+        assert list(f) == []                                       # no set without ground truth here
+    assert metrics["embedded_test"]["finenet/late"]["warp_error"] == pytest.approx(by["finenet/late"], abs=1e-4)
     out = subprocess.run([*FINENET, "report"], cwd=run, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     table1 = (run / "reports/tables/table1.md").read_text()
