@@ -48,7 +48,7 @@ from .face.detectors import make_detector
 from .models.combine import fuse
 from .models.shared import shared_features
 from .layout import DEFAULT as LAYOUT, model_path
-from .temporal import REPORT_SCALE, Flows
+from .temporal import REPORT_SCALE, Flows, TemporalInputError
 from .train import pick_device
 
 EVAL, METRICS, SAMPLES = LAYOUT.eval, LAYOUT.metrics, LAYOUT.eval_samples
@@ -227,8 +227,12 @@ def temporal_rows(set_name: str, runs: dict) -> list[dict]:
         flows = Flows.from_reference(entry["target"])
         frames = len(entry["target"])
         for name, video in [*entry["outputs"].items(), (REFERENCE, entry["target"])]:
+            try:
+                value = REPORT_SCALE * flows.error(np.clip(video, 0, 1))
+            except TemporalInputError:      # no pixel of any pair passed the occlusion check
+                value = float("nan")
             rows.append(dict(method=name, set=set_name, clip=clip, t0=entry["t0"], frames=frames,
-                             warp_error=REPORT_SCALE * flows.error(np.clip(video, 0, 1))))
+                             warp_error=value))
     return rows
 
 

@@ -21,57 +21,68 @@ from . import figures, layout, stats, tables
 from .atomic import atomic_dir, atomic_path
 from .errors import FineNetError
 
-EVAL = Path("reports/eval")
-FRAMES, NOREF, SAMPLES = EVAL / "frames.csv", EVAL / "noref.csv", EVAL / "samples.h5"
+EVAL = layout.DEFAULT.eval
+FRAMES, NOREF, SAMPLES = layout.DEFAULT.eval_frames, layout.DEFAULT.eval_noref, layout.DEFAULT.eval_samples
 TEMPORAL, CLIPS = layout.DEFAULT.eval_temporal, layout.DEFAULT.eval_clips
 
 
 @dataclass(frozen=True)
 class Outputs:
     """Where a report goes: the default pipeline's under ``reports/``, the bench tier's under
-    ``reports/bench/`` (same names below it)."""
+    ``reports/bench/`` (same names below it). Every name is ``finenet/layout.py``'s, moved from its
+    ``reports/`` to ``root``."""
     root: Path = Path("reports")
+
+    def _moved(self, path: Path) -> Path:
+        return self.root / path.relative_to(layout.DEFAULT.reports)
 
     @property
     def tables(self) -> Path:
-        return self.root / "tables"
+        return self._moved(layout.DEFAULT.tables)
 
     @property
     def figures(self) -> Path:
-        return self.root / "figures"
+        return self._moved(layout.DEFAULT.figures)
 
     @property
     def qualitative(self) -> Path:
-        return self.figures / "qualitative"
-
-    @property
-    def pies(self) -> Path:
-        return self.root / "pies.json"
-
-    @property
-    def severity(self) -> Path:
-        return self.root / "eval" / "severity.csv"
-
-    @property
-    def index(self) -> Path:
-        return self.root / "report.md"
-
-    @property
-    def curves(self) -> Path:
-        return self.figures / "learning_curves.png"
+        return self._moved(layout.DEFAULT.qualitative)
 
     @property
     def motion_clips(self) -> Path:
-        return self.figures / "fig9_clips"
+        return self._moved(layout.DEFAULT.motion_clips)
+
+    @property
+    def pies(self) -> Path:
+        return self._moved(layout.DEFAULT.pies)
+
+    @property
+    def pies_figure(self) -> Path:
+        return self._moved(layout.DEFAULT.pies_figure)
+
+    @property
+    def severity(self) -> Path:
+        return self._moved(layout.DEFAULT.severity)
+
+    @property
+    def severity_figure(self) -> Path:
+        return self._moved(layout.DEFAULT.severity_figure)
+
+    @property
+    def index(self) -> Path:
+        return self._moved(layout.DEFAULT.report_index)
+
+    @property
+    def curves(self) -> Path:
+        return self._moved(layout.DEFAULT.curves_figure)
 
     def paths(self) -> list[Path]:
         """Every path a report writes (``qualitative`` and ``motion_clips`` are directories: one
         PNG per set, one MP4 per clip without ground truth)."""
         tabs = [self.tables / f"{name}.{ext}" for name in ("table1", "table2", "table3", "nme", "noref", "comparisons",
                                                            "temporal") for ext in ("md", "csv")]
-        return [*tabs, self.tables / "per_clip.md", self.figures / "fig10_pies.png", self.pies,
-                self.figures / "psnr_vs_severity.png", self.curves, self.severity, self.qualitative,
-                self.motion_clips, self.index]
+        return [*tabs, self.tables / "per_clip.md", self.pies_figure, self.pies, self.severity_figure,
+                self.curves, self.severity, self.qualitative, self.motion_clips, self.index]
 
 
 DEFAULT = Outputs()
@@ -280,13 +291,14 @@ def index(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, rates: dict,
                  for key in ("comb_vs_enh", "comb_vs_int") if key in entry]
         if beats:
             comb.append(f"`{s}`: FineNet has the higher PSNR {' and '.join(beats)} of the frames")
-    quals = "\n\n".join(f"![qualitative samples, {name}](figures/qualitative/{name}.png)\n\n"
+    rel = lambda path: path.relative_to(DEFAULT.root).as_posix()  # noqa: E731  (links from report.md)
+    quals = "\n\n".join(f"![qualitative samples, {name}]({rel(DEFAULT.qualitative)}/{name}.png)\n\n"
                         f"*Qualitative samples of `{name}`: one row per sample, blurry input | each method | "
                         "ground truth, PSNR under each tile (none on sets without ground truth); cf. "
                         "paper Figs. 8, 9, 11.*" for name in qualitative) or "No qualitative samples stored."
     motion = ("## Fig. 9 in motion\n\nSide-by-side clips of every method on the sets without ground truth "
               "(blurry input first; lossless H.264): "
-              + ", ".join(f"[{name}](figures/fig9_clips/{name}.mp4)" for name in motion) + "."
+              + ", ".join(f"[{name}]({rel(DEFAULT.motion_clips)}/{name}.mp4)" for name in motion) + "."
               if motion else "")
     stride = params.get("evaluate", {}).get("frame_stride")
     return f"""# FineNet report
@@ -325,17 +337,17 @@ PSNR (dB) / SSIM of FineNet (`finenet/late`) against its blurry input.
 
 ## Figures
 
-![pairwise win rates](figures/fig10_pies.png)
+![pairwise win rates]({rel(DEFAULT.pies_figure)})
 
 *Per-frame PSNR win rates between the enhancement branch, the interpolation branch and their
 combination (FineNet), one row per test set, each with the mean PSNR difference on the blurred
 frames and its bootstrap interval (n.s.: it holds 0); cf. paper Fig. 10{': ' if comb else ''}{'; '.join(comb)}.*
 
-![PSNR against blur severity](figures/psnr_vs_severity.png)
+![PSNR against blur severity]({rel(DEFAULT.severity_figure)})
 
 *Mean PSNR against the motion-blur kernel length of the frame (1 = left sharp), per test set.*
 
-![validation curves](figures/learning_curves.png)
+![validation curves]({rel(DEFAULT.curves)})
 
 *Validation PSNR of every trained network every `train.validation.every` steps, on the val set
 (clips disjoint from train and test): blurred centre frames for the deblurring networks, every
@@ -388,12 +400,12 @@ def build(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, samples: list
                 r = r.iloc[0]
                 pie["psnr_diff_blurred"] = {"mean": round(float(r.mean_diff), 4), "ci_lo": round(float(r.ci_lo), 4),
                                             "ci_hi": round(float(r.ci_hi), 4), "significant": bool(r.significant)}
-    figures.pies(rates, out.figures / "fig10_pies.png", paper.get("fig10"))
+    figures.pies(rates, out.pies_figure, paper.get("fig10"))
     write_text(out.pies, json.dumps(rates, indent=2) + "\n")
 
     sev = tables.severity(per_frame)
     write_csv(out.severity, sev)
-    figures.severity(sev, out.figures / "psnr_vs_severity.png")
+    figures.severity(sev, out.severity_figure)
     figures.learning_curves(curves, out.curves)
 
     by_set: dict[str, list[dict]] = {}
