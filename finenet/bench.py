@@ -89,10 +89,13 @@ def prepare(seed: int, params_file=DEFAULT_PARAMS) -> Path:
 
 
 def targets(params: dict) -> list[str]:
-    """What a seed's run must produce: the evaluation and every network's validation curve."""
+    """What a seed's run must produce: the evaluation (every file the report of all seeds reads)
+    and every network's validation curve."""
     layout = Layout()
     runs = training_runs(params["variants"], params["baselines"])
-    return [str(layout.metrics), *(str(layout.train_curve(net, v, suffix="_val")) for net, v in runs),
+    evaluation = (layout.metrics, layout.eval_frames, layout.eval_noref, layout.eval_samples,
+                  layout.eval_temporal, layout.eval_clips)
+    return [*map(str, evaluation), *(str(layout.train_curve(net, v, suffix="_val")) for net, v in runs),
             *(str(layout.train_summary(net, v)) for net, v in runs)]
 
 

@@ -17,7 +17,7 @@ from finenet import bench, report
 from finenet.errors import FineNetError
 from finenet.layout import Layout, training_runs
 from finenet.params import ROOT, load_params
-from test_report import frame_rows, noref_rows, write_samples
+from test_report import frame_rows, noref_rows, temporal_rows, write_clips, write_samples
 
 SEEDS = (1, 2, 3)
 OFFSET = {1: 0.0, 2: 0.3, 3: -0.6}          # FineNet's PSNR shift per seed: mean -0.1, sd 0.4583
@@ -66,6 +66,10 @@ def plant_seed(root, seed: int, params: dict) -> None:
     frames.to_csv(ev / "frames.csv", index=False, float_format="%.4f")
     noref_rows().to_csv(ev / "noref.csv", index=False)
     write_samples(ev / "samples.h5")
+    temporal = temporal_rows()
+    temporal.loc[temporal.method == "finenet/late", "warp_error"] += OFFSET[seed]
+    temporal.to_csv(ev / "temporal.csv", index=False)
+    write_clips(ev / "clips.h5")
     layout = Layout(work)
     for k, (net, variant) in enumerate(training_runs(params["variants"], params["baselines"])):
         curve = layout.train_curve(net, variant, suffix="_val")
@@ -101,6 +105,12 @@ def test_table_cells_are_means_over_seeds_with_their_sd(aggregated):
     md = (aggregated / "tables/table1.md").read_text()
     assert f"{base + shifts.mean():.2f} ± {shifts.std(ddof=1):.2f} /" in md
     assert "Bench tier" in (aggregated / "report.md").read_text()
+    # the warping error: mean over seeds of the per-seed means over clips, ± their sd
+    temporal = pd.read_csv(aggregated / "tables/temporal.csv").set_index("method")
+    assert temporal.loc["finenet/late", "warp_error"] == pytest.approx(1.7 + shifts.mean(), abs=1e-4)
+    assert temporal.loc["finenet/late", "warp_error_sd"] == pytest.approx(shifts.std(ddof=1), abs=1e-4)
+    assert f"{1.7 + shifts.mean():.2f} ± {shifts.std(ddof=1):.2f}" in (aggregated / "tables/temporal.md").read_text()
+    assert (aggregated / "figures/fig9_clips/embedded_realblur_r0.mp4").is_file()
 
 
 def test_seed_by_seed_differences_and_the_manifest(aggregated):
