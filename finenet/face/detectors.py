@@ -79,7 +79,9 @@ class FanDetector:
         return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
 
     def landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
-        out = self._fa.get_landmarks_from_image(image, detected_faces=[np.asarray(box)])
+        # float64: face-alignment builds its crop transform from the box's numbers, and a float32
+        # scalar cannot be assigned into a torch tensor (found by tests/test_paper_dryrun.py)
+        out = self._fa.get_landmarks_from_image(image, detected_faces=[np.asarray(box, dtype=np.float64)])
         return np.asarray(out[0], dtype=np.float32)[:, :2]
 
 
