@@ -20,7 +20,9 @@ the run starts at that stage; DVC's run cache is emptied so it really runs), and
   Snakemake, when it refuses because of its lock, ``snakemake --unlock`` then
   ``--rerun-incomplete`` (what the README documents). The commands needed are recorded.
 - ``concurrent``: two ``dvc repro`` (or two ``snakemake``) started at once in one directory: the
-  second must refuse (lock) or wait, and the end state must equal the clean run.
+  second must refuse (a lock, or Snakemake's refusal to touch the outputs of the first run's jobs
+  in flight, which its metadata marks incomplete) or wait, and the end state must equal the clean
+  run.
 - ``corrupt``: a truncated or a bit-flipped HDF5 shard, blur npz or model file; the consuming
   stage must fail with one ``finenet: <file>: ...`` line (no traceback); restoring the file and
   re-running must recover.
@@ -500,10 +502,15 @@ def concurrent_case(case: dict, ref: dict, base: Path, targets: list[str]) -> di
     stop(second)
     stop(first)
     logs = {k: (work / f"{k}.log").read_text() for k in ("first", "second")}
-    second_refused = second.returncode != 0 and bool(LOCKED.search(logs["second"]))
+    # a refusal: the engine's lock, or Snakemake's own refusal to touch the outputs of jobs the
+    # first run has in flight (its metadata marks them incomplete until they finish); either way
+    # the files are then compared with the clean run's (judge)
+    locked, incomplete = LOCKED.search(logs["second"]), INCOMPLETE.search(logs["second"])
+    second_refused = second.returncode != 0 and bool(locked or incomplete)
+    why = "lock" if locked else "the first run's outputs in flight, marked incomplete"
     record = {**case, "injected": True, "first_exit": first.returncode, "second_exit": second.returncode,
-              "second": "refused (lock)" if second_refused else ("ran / waited, exit 0" if second.returncode == 0
-                                                               else "failed: " + tail(logs["second"], 3)),
+              "second": f"refused ({why})" if second_refused else ("ran / waited, exit 0" if second.returncode == 0
+                                                                  else "failed: " + tail(logs["second"], 3)),
               "recovery": [], "recovered": first.returncode == 0 and (second_refused or second.returncode == 0)}
     if not record["recovered"]:
         record["failure"] = tail(logs["first"] if first.returncode else logs["second"])

@@ -90,7 +90,9 @@ def overrides(tree: dict, iterations: int, batch: int | None, reduced: bool, vid
     """What the dry run changes in ``profiles.paper`` (and only this: see the module docstring)."""
     it = int(iterations)
     over = {
-        "data": {"voxceleb": {"root": str(tree["voxceleb"]), "train_videos": max(1, 2 * videos - 1),
+        # the dev tree has two identities: one training video leaves the other for val, whose
+        # identities must be disjoint from training's
+        "data": {"voxceleb": {"root": str(tree["voxceleb"]), "train_videos": 1,
                               "val_videos": 1, "test_videos": videos},
                  "vw300": {"root": str(tree["vw300"]), "test_videos": videos},
                  "youtube": {"root": str(tree["youtube"])}},
@@ -202,7 +204,10 @@ def measure(workdir: Path, params: dict, jobs: list[dict]) -> dict:
     out: dict = {"training": {}, "data_stages": {}, "hdf5_bytes_per_frame": {}, "model_bytes": {}, "other_stages": {}}
     frames_of: dict[str, int] = {}
     sizes: dict[str, list[int]] = {}
-    for shard in sorted(lay.shards.glob("*.h5")):
+    from finenet.data.clips import plan_clips
+
+    planned = {c.clip_id for c in plan_clips(params)}
+    for shard in sorted(p for p in lay.shards.glob("*.h5") if p.stem in planned):
         with h5py.File(shard, "r") as f:
             (clip, g), = f.items()
             n = len(g["blurry"])
@@ -213,7 +218,7 @@ def measure(workdir: Path, params: dict, jobs: list[dict]) -> dict:
         stored, n = sum(pairs[0::2]), sum(pairs[1::2])
         out["hdf5_bytes_per_frame"][name] = round(stored / n)
     for kind, folder in (("clip_npz", lay.clips), ("blurred_npz", lay.blurred)):
-        files = sorted(folder.glob("*.npz"))
+        files = sorted(p for p in folder.glob("*.npz") if p.stem in planned)
         out["hdf5_bytes_per_frame"][kind] = round(sum(p.stat().st_size for p in files)
                                                   / sum(frames_of[p.stem] for p in files))
     for job in jobs:

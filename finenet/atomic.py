@@ -34,9 +34,19 @@ def atomic_path(path, suffix: str | None = None):
         os.replace(tmp, path)
         for stale in path.parent.glob(f".{path.name}.*.tmp*"):   # left by an earlier killed write
             stale.unlink(missing_ok=True)
+    except OSError as exc:
+        raise named(exc, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def named(exc: OSError, path: Path) -> OSError:
+    """A write error (disk full, a read-only folder) names the output it was writing, not the
+    hidden temporary file or nothing (a failed ``write`` carries no file name)."""
+    if exc.filename is None or ".tmp" in Path(str(exc.filename)).name:
+        exc.filename = str(path)
+    return exc
 
 
 @contextlib.contextmanager
@@ -51,6 +61,8 @@ def atomic_dir(path):
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise named(exc, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -18,11 +18,25 @@ import pandas as pd
 
 from .atomic import atomic_dir, atomic_path
 from .data.store import SETS, shard_path
+from .errors import FineNetError
 from .stages import select_clips
 
 REPORTS = Path("reports")
 SUMMARY = REPORTS / "data_summary.json"
 PREVIEW = REPORTS / "figures" / "data_preview.png"
+
+
+def shard_row(spec) -> dict:
+    """The clip's manifest row, read from its shard; a shard HDF5 cannot read (truncated,
+    damaged) is one line naming it."""
+    path = shard_path(spec.clip_id)
+    try:
+        with h5py.File(path, "r") as shard:
+            return clip_row(spec, shard[spec.clip_id])
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:
+        problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise FineNetError(path, f"unreadable HDF5 shard ({problem}): delete it and re-run the "
+                                 f"heatmaps stage (dvc repro)") from None
 
 
 def clip_row(spec, group) -> dict:
@@ -80,8 +94,7 @@ def run(params: dict, clip_ids=None) -> None:
                 for spec in (c for c in clips if c.set == set_name):
                     rel = os.path.relpath(shard_path(spec.clip_id), SETS)
                     f[spec.clip_id] = h5py.ExternalLink(rel, f"/{spec.clip_id}")
-                    with h5py.File(shard_path(spec.clip_id), "r") as shard:
-                        rows.append(clip_row(spec, shard[spec.clip_id]))
+                    rows.append(shard_row(spec))
         table = pd.DataFrame(rows)
         table.to_csv(tmp / "manifest.csv", index=False)
     summary = {"clips": len(table), "frames": int(table.frames.sum())}

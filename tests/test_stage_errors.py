@@ -47,3 +47,54 @@ def test_a_failed_write_is_one_line(code, monkeypatch, capsys, tmp_path):
     assert cli.main(["params", "--params", str(ROOT / "params.yaml"), "--out", str(tmp_path / "p.yaml")]) == 2
     err = capsys.readouterr().err
     assert err == f"finenet: {tmp_path / '.params.yaml.x.tmp.yaml'}: {__import__('os').strerror(code)}\n"
+
+
+def test_a_write_that_runs_out_of_room_names_its_output(tmp_path):
+    """A real failed write (a file-size limit, as a full disk fails a ``write``: an OSError with no
+    file name) through ``atomic_path`` is one line naming the output, and leaves no file behind."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "data" / "blurred" / "clip.npz"
+    code = f"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+from finenet import cli
+from finenet.atomic import atomic_path
+def run(params, clip=None):
+    with atomic_path({str(target)!r}) as tmp, open(tmp, "wb") as fh:
+        fh.write(bytes(1 << 16))
+import finenet.blur
+finenet.blur.run = run
+sys.exit(cli.main(["blur", "--params", {str(ROOT / 'params.yaml')!r}]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == f"finenet: {target}: File too large\n"
+    assert list(target.parent.iterdir()) == []
+
+
+def test_a_truncated_shard_is_one_line_naming_it_when_packed(tmp_path, monkeypatch):
+    import h5py
+
+    from finenet import pack
+    from finenet.data.clips import ClipSpec
+    from finenet.data.store import shard_path
+
+    monkeypatch.chdir(tmp_path)
+    spec = ClipSpec(clip_id="c0", set="train", dataset="embedded", source="x")
+    path = shard_path("c0")
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("c0")
+        g.create_dataset("status", data=np.zeros(64, np.uint8))
+        g.create_dataset("kernel", data=np.full((64, 3), 5.0), chunks=(8, 3), compression="gzip")
+        g.create_dataset("blurry", data=np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), np.uint8),
+                         chunks=(1, 32, 32, 3), compression="gzip")
+    assert pack.shard_row(spec)["frames"] == 64
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FineNetError) as info:
+        pack.shard_row(spec)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: unreadable HDF5 shard (") and "\n" not in msg
