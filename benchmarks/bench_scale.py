@@ -244,6 +244,9 @@ def measure(workdir: Path, params: dict, jobs: list[dict]) -> dict:
         entry["cpu_s"], entry["wall_s"] = round(entry["cpu_s"], 1), round(entry["wall_s"], 1)
     for model in sorted(lay.models.glob("**/model.pt")):
         out["model_bytes"][model.parent.relative_to(lay.models).as_posix()] = model.stat().st_size
+    out["state_bytes"] = {state.parent.relative_to(lay.checkpoints).as_posix(): state.stat().st_size
+                          for state in sorted(lay.checkpoints.glob("**/last.pt"))}
+    out["loader_workers"] = params["train"]["workers"]
     return out
 
 
@@ -277,12 +280,22 @@ def probe(workdir: Path, params: dict, batches: tuple[int, ...], timed: bool = T
         planning = planning_cost(workdir)
     finally:
         os.chdir(here)
+    cache = workdir / "probe.jsonl"                  # one line a measured step: a re-run resumes
+    done_steps = {}
+    if cache.is_file():
+        for line in cache.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("timed") == timed:
+                done_steps[(rec["run"], rec["batch"])] = rec
     full = paper_params()
     runs = [run_name(net, variant) for net, variant in training_runs(full["variants"], full["baselines"])]
     # timed: one process at a time on every core; untimed (--reduced): FLOPs only, one process a core
-    jobs = [(run, b) for run in runs for b in batches]
-    at_once = 1 if timed else max(1, threads)
     steps: dict = {}
+    for (run, b), rec in done_steps.items():
+        if run in runs and b in batches:
+            steps.setdefault(run, {})[b] = rec
+    jobs = [(run, b) for run in runs for b in batches if b not in steps.get(run, {})]
+    at_once = 1 if timed else max(1, threads)
     with tqdm(total=len(jobs), desc="step probe", unit="step") as bar:
         for k in range(0, len(jobs), at_once):
             procs = []
@@ -296,7 +309,10 @@ def probe(workdir: Path, params: dict, batches: tuple[int, ...], timed: bool = T
                 out, err = proc.communicate()
                 if proc.returncode != 0:
                     raise SystemExit(f"bench_scale: one training step of {run} at batch {b} failed:\n{err[-2000:]}")
-                steps.setdefault(run, {})[b] = json.loads(out.strip().splitlines()[-1])
+                rec = {**json.loads(out.strip().splitlines()[-1]), "timed": timed}
+                steps.setdefault(run, {})[b] = rec
+                with open(cache, "a") as fh:
+                    fh.write(json.dumps(rec) + "\n")
                 bar.update(1)
     return {"loader": loader, "heatmaps": heat, "planning": planning, "steps": steps,
             "flops_per_window": {run: s[batches[0]]["flops"] // batches[0] for run, s in steps.items()}}
@@ -466,9 +482,9 @@ def plan(measured: dict, probed: dict, gpu: dict | None) -> dict:
             "of_which_dense_heatmaps_gib": (bpf.get("heatmaps", 0) + bpf.get("heatmaps_sharp", 0)) * total_frames / GIB,
             "landmark_points_gib": (bpf.get("landmarks", 0) + bpf.get("landmarks_sharp", 0)) * total_frames / GIB}
     runs = measured["training"]
-    model_bytes = sum(measured["model_bytes"].values())
-    # a training state holds the model and Adam's two moments: ~3x the model file, kept twice
-    disk["checkpoints_gib"] = model_bytes * (1 + 3 * p["checkpoints_kept"]) / GIB
+    # every run's model file, and its training states (weights, Adam's moments, history) kept twice
+    disk["checkpoints_gib"] = (sum(measured["model_bytes"].values())
+                               + p["checkpoints_kept"] * sum(measured["state_bytes"].values())) / GIB
     disk = {k: round(v, 1) for k, v in disk.items()}
     disk["total_gib"] = round(sum(v for k, v in disk.items() if not k.startswith(("of_which", "landmark"))), 1)
 
@@ -507,7 +523,7 @@ def plan(measured: dict, probed: dict, gpu: dict | None) -> dict:
     per_worker = probed["loader"]["windows_per_s_per_worker"]
     loader = {"windows_per_s_per_worker": per_worker, "fastest_network_consumes_windows_per_s": need,
               "workers_needed": int(np.ceil(need / per_worker)),
-              "workers_in_profile": 8}
+              "workers_in_profile": measured["loader_workers"]}
     heat = probed["heatmaps"]
     per_job = probed["planning"]["s_per_file"] * p["voxceleb2_files"]
     planning = {"s_per_job": round(per_job, 1), "jobs": len(DATA_STAGES) * clips,
