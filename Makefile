@@ -70,7 +70,7 @@ bench-tier: setup
 # the paper-size dry run and capacity plan (issue 14): the whole DAG under Snakemake at the paper
 # profile's sizes on real-video trees in VoxCeleb2's / 300VW's layouts (tools/paper_tree.py), then
 # one training step of every network at batch 1 and 2, projected to the paper's run ->
-# reports/benchmarks/scale.json and scale.md (about 40 min on 2 cores; runs/paper-dryrun/)
+# reports/benchmarks/scale.json and scale.md (about 75 min on 2 cores; runs/paper-dryrun/, resumable)
 .PHONY: paper-dryrun
 paper-dryrun: setup
 	$(BIN)/python benchmarks/bench_scale.py --batch 2

@@ -564,16 +564,28 @@ def plan(measured: dict, probed: dict, gpu: dict | None) -> dict:
 
 def render_md(result: dict) -> str:
     m, pl = result["dry_run"], result["plan"]
+    job_s = sum(j["wall_s"] for j in m["jobs"])
     lines = ["# Paper-size dry run and capacity plan", "",
              f"`benchmarks/bench_scale.py {result['args']}` at commit {result['commit']}: the whole DAG "
-             f"at the paper profile's sizes on real-video trees in the datasets' layouts, "
-             f"{m['wall_s']:.0f} s on this machine ({result['machine']['cpus']} CPUs).", "",
+             f"at the paper profile's sizes on real-video trees in the datasets' layouts, {len(m['jobs'])} "
+             f"jobs, {job_s:.0f} s of job time in all, on this machine ({result['machine']['cpus']} CPUs; "
+             f"load average {result['load_average']} when it ended: CPU seconds below are upper bounds "
+             f"where the machine was shared).", "",
              "## Measured: training runs (CPU, batch "
-             f"{result['batch']})", "", "| run | parameters | s/step (CPU) | peak RSS MB | FLOPs/window |",
+             f"{result['batch']}, {result['iterations']} step each)", "",
+             "| run | parameters | training loop s (its steps + one validation) | job peak RSS MB | FLOPs/window |",
              "|:--|--:|--:|--:|--:|"]
     for run, t in m["measured"]["training"].items():
         flops = result["probe"]["flops_per_window"].get(run, 0)
-        lines.append(f"| {run} | {t['parameters']:,} | {t['s_per_step']} | {t['peak_rss_mb']:.0f} | {flops / 1e9:.0f} G |")
+        lines.append(f"| {run} | {t['parameters']:,} | {t['loop_s']} | {t['peak_rss_mb']:.0f} | {flops / 1e9:.0f} G |")
+    cpu12 = result["plan"]["cpu_step_at_paper_batch"]
+    if cpu12:
+        lines += ["", "## Projected: one CPU training step at the paper's batch of 12", "",
+                  "From the step probe's two batches (one step each, a fresh process, fp32), linear in the "
+                  "batch: memory grows by the activations of one window.", "",
+                  "| run | s/step | peak GiB | MB per window |", "|:--|--:|--:|--:|"]
+        lines += [f"| {r} | {c['s_per_step']} | {c['peak_rss_gib']} | {c['activation_mb_per_window']:.0f} |"
+                  for r, c in cpu12.items()]
     lines += ["", "## Measured: data stages and storage", "", "| stage | jobs | frames | CPU s/frame | peak RSS MB |",
               "|:--|--:|--:|--:|--:|"]
     for stage, d in m["measured"]["data_stages"].items():
@@ -625,7 +637,8 @@ def main(argv=None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     result = {"args": " ".join(argv if argv is not None else sys.argv[1:]), "commit": commit,
-              "batch": run["params"]["train"]["batch_size"],
+              "load_average": [round(x, 2) for x in os.getloadavg()],
+              "batch": run["params"]["train"]["batch_size"], "iterations": args.iterations,
               "dry_run": {"wall_s": run["wall_s"], "measured": run["measured"], "jobs": run["jobs"]},
               "probe": probed, "plan": plan(run["measured"], probed, gpu)}
     if args.reduced:
