@@ -43,6 +43,7 @@ FLOPs of every network untimed, and nothing is written under ``reports/``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -336,9 +337,8 @@ def step_probe(workdir: Path, run: str, batch: int, flops: bool, timed: bool = T
 
     from finenet.data.store import set_file
     from finenet.data.windows import WindowDataset
-    from finenet.layout import NETS
     from finenet.models import build
-    from finenet.train import Trainee, net_config
+    from finenet.train import Trainee, frozen_inputs, net_config, step_on
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -355,25 +355,22 @@ def step_probe(workdir: Path, run: str, batch: int, flops: bool, timed: bool = T
         arch, config = net_config(params, n, v)
         return build(arch, **config)
 
-    frozen = {"predeblur": [], "enhance": [model("predeblur", None)], "interp": [model("predeblur", None)],
-              "combine": [model("predeblur", None), model("enhance", "full"), model("interp", "full")]
-              }.get(net, []) if net in NETS else []
+    # the frozen networks it sits on, as training loads them (train.frozen_inputs: their model
+    # paths, models/<net>[/<variant>]/model.pt), built untrained: a step's cost is the weights'
+    frozen = [model(*(Path(p).parent.parts[-2:] if len(Path(p).parent.parts) > 2 else (Path(p).parent.name, None)))
+              for p in frozen_inputs(net)]
     trainee = Trainee(net, model(net, variant), frozen).train()
     critic = getattr(trainee.model, "critic", None)
     params_main = [p for n, p in trainee.model.named_parameters() if not (critic is not None and n.startswith("critic."))]
     out = {"run": run, "batch": len(batch["frames"]),
            "parameters": int(sum(p.numel() for p in trainee.model.parameters()))}
-    if timed:
-        opt = torch.optim.Adam(params_main, lr=1e-4)
+    if timed:                             # one optimiser step as training takes it (train.step_on)
+        tp, fp32 = params["train"], contextlib.nullcontext()
         t0 = time.perf_counter()
         if critic is not None:            # one critic step before the generator's, as training does
-            crit_opt = torch.optim.Adam(critic.parameters(), lr=1e-4)
-            crit_opt.zero_grad()
-            trainee(batch, critic=True).backward()
-            crit_opt.step()
-        opt.zero_grad()
-        trainee(batch).backward()
-        opt.step()
+            step_on(torch.optim.Adam(critic.parameters(), lr=tp["lr"]), lambda: trainee(batch, critic=True),
+                    critic.parameters(), tp, fp32)
+        step_on(torch.optim.Adam(params_main, lr=tp["lr"]), lambda: trainee(batch), params_main, tp, fp32)
         out["s_per_step"] = round(time.perf_counter() - t0, 2)
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if flops:
