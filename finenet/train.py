@@ -81,7 +81,8 @@ def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
     if net == "interp":
         return "interp", dict(branch, interp_frames=m["interp_frames"])
     if m["fusion"] == "late":
-        return "combine_late", dict(feat=m["combine_feat"], blocks=m["combine_blocks"])
+        return "combine_late", dict(feat=m["combine_feat"], blocks=m["combine_blocks"],
+                                    num_frames=params["loader"]["num_frames"])
     return "combine_early", dict(feat=m["feat"], blocks=m["recon_blocks"],
                                  num_frames=params["loader"]["num_frames"], input_stride=m["input_stride"])
 

@@ -165,33 +165,36 @@ def test_finenet_combines_both_branches(window, fusion):
     out = model(frames, heat)
     assert set(out) == {"predeblur", "enhance", "interp", "output"}
     assert all(v.shape == (2, 3, 32, 32) for v in out.values())
-    if fusion == "late":   # zero-initialised tail: starts as the average of the two branches,
-        k = 0.05           # with keep_init of the input frame t
-        start = (1 - k) * (out["enhance"] + out["interp"]) / 2 + k * frames[:, 2]
+    if fusion == "late":   # zero-initialised tail: starts as (nearly) the average of the two
+        k = 0.05           # branches, weights (1, 1, 1/24.5) / (2 + 1/24.5) on (E, I, x), with
+        w = torch.tensor([1, 1, 1 / 24.5]) / (2 + 1 / 24.5)    # keep_init of the input frame t
+        blend = w[0] * out["enhance"] + w[1] * out["interp"] + w[2] * frames[:, 2]
+        start = (1 - k) * blend + k * frames[:, 2]
         assert torch.allclose(out["output"], start, atol=1e-5)
         assert not torch.allclose(out["output"], (out["enhance"] + out["interp"]) / 2, atol=1e-4)
 
 
 def test_late_fusion_keep_gate_returns_the_input_exactly():
     """Do no harm: with the keep logit saturated, the combiner gives back frame t bit for bit,
-    whatever the branches say; with it closed, the branches' blend; and the logit's loss pulls it
-    towards "sharp" on sharp frames."""
+    whatever the branches say; with it closed, the initial blend (about the branches' average); and
+    the logit's loss pulls it towards "sharp" on sharp frames."""
     g = torch.Generator().manual_seed(3)
     e, i = (torch.rand(2, 3, 16, 16, generator=g) for _ in range(2))
     window = torch.rand(2, 5, 3, 16, 16, generator=g)
     x = window[:, 2]
     late = build("combine_late", feat=4, blocks=1)
+    blend = (e + i + x / 24.5) / (2 + 1 / 24.5)           # the initial weights on (E, I, x)
     with torch.no_grad():
         late.frame_keep.bias.fill_(100.0)
         out, logit = late(e, i, window, with_logit=True)
         assert torch.equal(out, x) and logit.shape == (2,)
         late.frame_keep.bias.fill_(-100.0)
-        assert torch.allclose(late(e, i, window), (e + i) / 2, atol=1e-6)
+        assert torch.allclose(late(e, i, window), blend, atol=1e-6)
         late.frame_keep.bias.fill_(0.01)              # p(sharp) just above 0.5: soft in training,
         assert not torch.equal(late(e, i, window), x)  # the decision (keep x exactly) in eval
         assert torch.equal(late.eval()(e, i, window), x)
         late.frame_keep.bias.fill_(-0.01)
-        assert torch.allclose(late(e, i, window), (e + i) / 2, atol=1e-6)
+        assert torch.allclose(late(e, i, window), blend, atol=1e-6)
         late.train().frame_keep.bias.fill_(0.0)
     logit = late(e, i, window, with_logit=True)[1]
     grad, = torch.autograd.grad(late.frame_loss(logit, torch.tensor([True, False])), late.frame_keep.bias)
@@ -261,6 +264,35 @@ def test_judge_features_compare_the_frame_with_its_window(carphone):
     assert (g[2:] > 1).all()               # the blurred frame still stands out from its window
     soft_sharp = judge_features(soft[[0, 0, 0, 0, 0]][None])[0]       # a soft face, a still
     assert (soft_sharp[:2] > f[2, :2]).all() and torch.equal(soft_sharp[2:], torch.zeros(2))
+
+
+def test_neighbour_context_tells_the_combiner_which_neighbours_are_blurrier(carphone):
+    """The blend's window input: for each other frame of the window, how much blurrier it is than
+    frame t (BLUR_UNITs, both scales): positive for blurred neighbours of a sharp frame, negative
+    for sharp neighbours of a blurred one, zero in a still; and the late-fusion combiner reads it
+    (the same images with other neighbours give another blend)."""
+    from finenet.models.combine import BLUR_UNIT, neighbour_context, window_blur
+    from finenet.ops.motion_blur import apply_kernel, motion_blur_kernel
+
+    sharp = carphone[10:15]
+    blurred = np.stack([apply_kernel(f, motion_blur_kernel(9, 30, 0)) for f in sharp])
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+    sharp_among_blurred = to_t(np.concatenate([blurred[:2], sharp[2:3], blurred[3:]]))
+    blurred_among_sharp = to_t(np.concatenate([sharp[:2], blurred[2:3], sharp[3:]]))
+    still = to_t(sharp[[2, 2, 2, 2, 2]])
+    windows = torch.stack([sharp_among_blurred, blurred_among_sharp, still])
+    m = window_blur(windows)
+    c = neighbour_context(m)
+    assert c.shape == (3, 8)
+    assert torch.allclose(c[0].view(4, 2), (m[0, [0, 1, 3, 4]] - m[0, 2]) / BLUR_UNIT)
+    assert (c[0] > 1).all() and (c[1] < -1).all() and torch.equal(c[2], torch.zeros(8))
+    late = build("combine_late", feat=4, blocks=1)
+    with torch.no_grad():
+        torch.nn.init.normal_(late.tail.weight, std=0.1)
+        e, i = blurred_among_sharp[2:3], sharp_among_blurred[2:3]
+        a = late(e, i, sharp_among_blurred[None])
+        b = late(e, i, torch.cat([sharp_among_blurred[:2], sharp_among_blurred[2:3].expand(3, -1, -1, -1)])[None])
+    assert not torch.allclose(a, b, atol=1e-4)
 
 
 def test_keep_loss_balances_the_classes():

@@ -45,23 +45,44 @@ BLUR_UNIT = 0.05             # of it: only scales the keep model's input to orde
 JUDGE_FEATURES = 4
 
 
-def judge_features(window: torch.Tensor) -> torch.Tensor:
+def window_blur(window: torch.Tensor) -> torch.Tensor:
+    """(B,N,3,H,W) whole face crops -> (B,N,2): each frame's ``blur_measure``."""
+    b, n = window.shape[:2]
+    return blur_measure(window.flatten(0, 1)).view(b, n, 2)
+
+
+def judge_features(window: torch.Tensor, measures: torch.Tensor | None = None) -> torch.Tensor:
     """(B,N,3,H,W) whole face crops, frame t at the centre -> (B,4): frame t's ``blur_measure``
     (full, half resolution), centred and scaled, and how far above the window's least blurred frame
     it is (>= 0: the minimum includes frame t), in the same unit. The frames of a window show the
-    same face, so the second pair does not depend on how soft the face itself looks."""
-    b, n = window.shape[:2]
-    m = blur_measure(window.flatten(0, 1)).view(b, n, 2)
-    centre = m[:, n // 2]
+    same face, so the second pair does not depend on how soft the face itself looks.
+    ``measures``: ``window_blur(window)`` when already computed."""
+    m = window_blur(window) if measures is None else measures
+    centre = m[:, m.shape[1] // 2]
     return torch.cat([centre - window.new_tensor(BLUR_CENTRE), centre - m.amin(1)], -1) / BLUR_UNIT
+
+
+def neighbour_context(measures: torch.Tensor) -> torch.Tensor:
+    """(B,N,2) ``window_blur`` -> (B,2(N-1)): how much blurrier each other frame of the window is
+    than frame t (negative: sharper), in ``BLUR_UNIT``s. The interpolation branch rebuilds frame t
+    from its neighbours and the enhancement branch fuses them: where they are blurrier than frame t,
+    both inherit their blur (measured on a held-out clip: -10 to -16 dB for the interpolation
+    branch on mildly blurred frames between heavily blurred ones), which the images alone do not
+    show the combiner."""
+    n = measures.shape[1]
+    others = torch.cat([measures[:, :n // 2], measures[:, n // 2 + 1:]], 1)
+    return ((others - measures[:, n // 2:n // 2 + 1]) / BLUR_UNIT).flatten(1)
 
 
 @register("combine_late")
 class LateFusion(nn.Module):
     """Late fusion of the two branch outputs, with the input window as a third input (do no harm).
 
-    ``out = x + (1 - keep) * (alpha * E + (1 - alpha) * I + correction - x)``: ``alpha`` blends the
-    enhancement (E) and interpolation (I) outputs per pixel, and ``keep`` = sigmoid(a per-frame
+    ``out = x + (1 - keep) * (w_E * E + w_I * I + w_x * x + correction - x)``: per-pixel softmax
+    weights blend the enhancement (E) and interpolation (I) outputs and the input frame x itself
+    (a mildly blurred frame among blurrier neighbours is best left nearly as it is: both branches
+    inherit the neighbours' blur), predicted from the three images and, broadcast over the image,
+    how much blurrier each neighbour is than frame t (``neighbour_context``), and ``keep`` = sigmoid(a per-frame
     logit) says whether frame x = frame t needs deblurring at all. The logit is learnt (a logistic
     model, ``judge_features``) from the re-blur measure of x at two scales (``blur_measure``) and
     from how much blurrier x is than the sharpest frame of its window, computed on the whole face
@@ -79,17 +100,23 @@ class LateFusion(nn.Module):
     weighted by the training mix's prior (20 % sharp), which leans towards deblurring. The window
     term cancels the face's own softness (its frames share it), and it is 0 for a frame sharp
     among sharp neighbours, where the absolute terms decide. ``keep``
-    starts at ``keep_init``, ``alpha`` at 0.5 and the correction at 0 (zero-initialised tail): the
-    combiner starts as (nearly) the plain average of the branches.
+    starts at ``keep_init``, the weights at (0.49, 0.49, 0.02) and the correction at 0
+    (zero-initialised tail): the combiner starts as (nearly) the plain average of the branches.
+    Replaced: a two-way blend of E and I from the images alone (at the bench tier -4 to -14 dB
+    below the input on a held-out clip's mildly blurred frames, where the interpolation branch
+    failed and the blend could not tell).
     """
 
-    def __init__(self, feat: int = 16, blocks: int = 9, keep_init: float = 0.05):
+    def __init__(self, feat: int = 16, blocks: int = 9, keep_init: float = 0.05, num_frames: int = 5):
         super().__init__()
-        self.head = nn.Conv2d(9, feat, 7, 1, 3)
+        self.context = 2 * (num_frames - 1)       # neighbour_context channels
+        self.head = nn.Conv2d(9 + self.context, feat, 7, 1, 3)
         self.down1, self.down2 = conv3(feat, 2 * feat, 2), conv3(2 * feat, 4 * feat, 2)
         self.body = nn.Sequential(*[ResBlock(4 * feat) for _ in range(blocks)])
         self.up1, self.up2 = conv3(4 * feat, 2 * feat), conv3(2 * feat, feat)
-        self.tail = zero_init(nn.Conv2d(feat, 4, 7, 1, 3))   # blend, 3 correction channels
+        self.tail = zero_init(nn.Conv2d(feat, 6, 7, 1, 3))   # 3 blend logits (E, I, x), 3 correction
+        with torch.no_grad():                     # x's weight starts at 0.02 (blend_gain applies)
+            self.tail.bias[2] = -math.log(0.49 / 0.02) / 10.0
         self.frame_keep = nn.Linear(JUDGE_FEATURES, 1)   # keep logit from ``judge_features``
         nn.init.zeros_(self.frame_keep.weight)
         self.keep_gain = 10.0        # as blend_gain: Adam steps of about lr must reach logits of ~10
@@ -114,19 +141,22 @@ class LateFusion(nn.Module):
         judges (B,N,3,H',W'), default ``frames``; training passes the whole crops its patches are
         cut from."""
         frame = frames[:, frames.shape[1] // 2]
-        h0 = lrelu(self.head(torch.cat([enhanced, interpolated, frame], 1)))
+        judged = frames if judged is None else judged
+        measures = window_blur(judged)
+        context = neighbour_context(measures)[:, :, None, None].expand(-1, -1, *frame.shape[-2:])
+        h0 = lrelu(self.head(torch.cat([enhanced, interpolated, frame, context.to(frame.dtype)], 1)))
         h1 = lrelu(self.down1(h0))
         h = self.body(lrelu(self.down2(h1)))
         h = lrelu(self.up1(upsample(h, h1.shape[-2:]))) + h1
         h = lrelu(self.up2(upsample(h, h0.shape[-2:]))) + h0
         out = self.tail(h)
-        alpha = torch.sigmoid(self.blend_gain * out[:, :1])
-        logit = self.judge_logit(frames if judged is None else judged)
+        w = torch.softmax(self.blend_gain * out[:, :3], 1)
+        logit = self.keep_gain * self.frame_keep(judge_features(judged, measures))[:, 0]
         # training: the soft gate (gradients reach both the blend and the keep model); inference:
         # the classifier's decision, so a frame judged sharp comes back exactly as it is
         keep = torch.sigmoid(logit) if self.training else (logit > 0).to(frame.dtype)
         keep = keep[:, None, None, None]
-        fixed = alpha * enhanced + (1 - alpha) * interpolated + out[:, 1:]
+        fixed = w[:, :1] * enhanced + w[:, 1:2] * interpolated + w[:, 2:] * frame + out[:, 3:]
         result = frame + (1 - keep) * (fixed - frame)
         return (result, logit) if with_logit else result
 
