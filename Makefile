@@ -67,6 +67,22 @@ bench: setup
 bench-tier: setup
 	cd bench && dvc repro
 
+# the learning-rate sweep (finenet/sweep.py, sweep/dvc.yaml): one DVC experiment per value of
+# sweep.values (`dvc exp run -S params.yaml:sweep.lr=V`, in the workspace: params.yaml is restored
+# afterwards), then the summary from `dvc exp show` -> reports/sweep/summary.{md,json,png}; needs the
+# default pipeline's data; a killed run resumes (runs/sweep/lr<V>/)
+.PHONY: lr-sweep
+lr-sweep: setup
+	mkdir -p build && cp params.yaml build/params.before-sweep.yaml
+	set -e; for v in $$($(BIN)/python -m finenet.sweep --values); do \
+	  $(BIN)/dvc exp remove "lr-$$v" >/dev/null 2>&1 || true; \
+	  $(BIN)/dvc exp run sweep/dvc.yaml -S "params.yaml:sweep.lr=$$v" -n "lr-$$v" || \
+	    { cp build/params.before-sweep.yaml params.yaml; exit 1; }; \
+	done
+	cp build/params.before-sweep.yaml params.yaml
+	$(BIN)/dvc repro -q params    # the experiments re-ran the default params stage: back to params.yaml
+	$(BIN)/python -m finenet.sweep --summary
+
 # the paper-size dry run and capacity plan (issue 14): the whole DAG under Snakemake at the paper
 # profile's sizes on real-video trees in VoxCeleb2's / 300VW's layouts (tools/paper_tree.py), then
 # one training step of every network at batch 1 and 2, projected to the paper's run ->

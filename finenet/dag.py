@@ -293,6 +293,41 @@ def bench_dvc_yaml() -> str:
     return BENCH_HEADER + text
 
 
+# --- the learning-rate sweep (sweep/dvc.yaml) ---------------------------------------------------
+
+SWEEP_DVC_YAML = "sweep/dvc.yaml"
+SWEEP_METRICS = "reports/sweep/val.json"
+# params.yaml's sections (unresolved: the stage reads the bench profile merged over them) that a
+# sweep run's training reads, and `sweep` (whose `lr` each experiment sets)
+SWEEP_KEYS = ["sweep", "seed", "loader", "model", "variants", "baselines", "train", "bench", "profiles.bench"]
+
+
+def sweep_stages() -> dict:
+    """sweep/dvc.yaml: one stage that trains each method's network at ``sweep.lr`` (Snakemake
+    inside) and writes the validation scores as a DVC metric; ``dvc exp run -S sweep.lr=V`` makes
+    it one experiment per learning rate (``finenet.sweep``)."""
+    code = sorted(set().union(*(code_deps(m) for m in ("finenet.sweep", "finenet.train"))))
+    return {"sweep": {"cmd": "python -m finenet.sweep", "wdir": "..",
+                      "deps": [*code, *BENCH_FILES, L.sets.as_posix(), L.shards.as_posix()],
+                      "params": [{PARAMS_YAML: SWEEP_KEYS}],
+                      "metrics": [{SWEEP_METRICS: {"cache": False}}]}}
+
+
+SWEEP_HEADER = """\
+# GENERATED from finenet/dag.py -- do not edit by hand. Regenerate with
+#     .venv/bin/python -m finenet.dag --write
+# The learning-rate sweep (finenet/sweep.py): one DVC experiment per learning rate,
+#     dvc exp run sweep/dvc.yaml -S params.yaml:sweep.lr=5e-4 -n lr-0.0005
+# (`make lr-sweep` runs every value of sweep.values, then `python -m finenet.sweep --summary`).
+# Not part of the default `dvc repro`; it reads the default pipeline's data/.
+"""
+
+
+def sweep_dvc_yaml() -> str:
+    text = yaml.safe_dump({"stages": sweep_stages()}, sort_keys=False, width=100, default_flow_style=False, indent=2)
+    return SWEEP_HEADER + text
+
+
 # --- variant and baseline names ----------------------------------------------------------------
 
 def foreach_names(path=None) -> dict:
@@ -459,7 +494,8 @@ def main(argv=None) -> int:
     mode.add_argument("--write", action="store_true", help="write dvc.yaml")
     mode.add_argument("--check", action="store_true", help="exit 1 when dvc.yaml is stale")
     args = parser.parse_args(argv)
-    files = {ROOT / DVC_YAML: dvc_yaml(), ROOT / BENCH_DVC_YAML: bench_dvc_yaml()}
+    files = {ROOT / DVC_YAML: dvc_yaml(), ROOT / BENCH_DVC_YAML: bench_dvc_yaml(),
+             ROOT / SWEEP_DVC_YAML: sweep_dvc_yaml()}
     for target, text in files.items():
         name = target.relative_to(ROOT)
         if args.write:
