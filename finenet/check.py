@@ -111,6 +111,24 @@ def calibrate(seeds: int, scratch: Path) -> None:
     print(f"finenet check: reference and tolerances from {len(runs)} runs written to {REFERENCE.parent}")
 
 
+def adopt(workdir: Path) -> list[str]:
+    """The reference made from a finished ``ci`` run in ``workdir`` (a ``--calibrate`` run's
+    ``reference`` directory, or ``--workdir``'s), the committed tolerances kept: for a change that
+    moves some metrics, when re-deriving the tolerances (``--seeds`` more runs) is left for later.
+    Refused unless the run has exactly the committed tolerances' metrics. Returns the metrics that
+    moved beyond their tolerance (the change's effect, printed for the record)."""
+    path = workdir / "reports" / "metrics.json"
+    if not path.is_file():
+        raise FineNetError(path, "not found: adopt a finished ci run (finenet check --workdir DIR)")
+    measured = json.loads(path.read_text())
+    tolerance = json.loads(TOLERANCE.read_text())
+    if set(flatten(measured)) != set(tolerance):
+        raise FineNetError(path, "its metrics are not the committed tolerances' ones: run --calibrate")
+    moved = compare(measured, json.loads(REFERENCE.read_text()), tolerance)
+    write_json(REFERENCE, measured)
+    return moved
+
+
 def check(scratch: Path) -> int:
     for path in (REFERENCE, TOLERANCE):
         if not path.is_file():
@@ -126,6 +144,11 @@ def check(scratch: Path) -> int:
 
 
 def main(args) -> int:
+    if args.adopt:
+        moved = adopt(Path(args.adopt))
+        print(f"finenet check: reference from {args.adopt} written to {REFERENCE.relative_to(ROOT)} "
+              f"(tolerances kept); {len(moved)} metrics moved beyond them:", *moved, sep="\n  ")
+        return 0
     scratch = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="finenet-check-"))
     try:
         if args.calibrate:
@@ -142,3 +165,5 @@ def add_arguments(parser) -> None:
                         help="run (and keep) the pipeline here; re-running reuses what is up to date")
     parser.add_argument("--calibrate", action="store_true", help="re-make the reference and tolerances")
     parser.add_argument("--seeds", type=int, default=3, help="other training seeds for --calibrate (default 3)")
+    parser.add_argument("--adopt", metavar="DIR", default=None,
+                        help="make the reference from the finished ci run in DIR, keeping the tolerances")

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from finenet import check
+from finenet.errors import FineNetError
 from finenet.params import load_params, ROOT
 
 
@@ -71,3 +72,26 @@ def test_committed_reference_and_tolerances_cover_each_other():
     assert keys == set(tol) and len(keys) > 20
     assert all(v >= check.FLOORS[check.kind(k)] for k, v in tol.items())
     assert check.compare(ref, ref, tol) == []
+
+
+def test_adopt_takes_a_finished_runs_metrics_as_the_reference_and_keeps_the_tolerances(tmp_path, monkeypatch):
+    ref, tol = tmp_path / "ci_metrics.json", tmp_path / "ci_tolerance.json"
+    ref.write_text(json.dumps(metrics()))
+    tolerance = {k: 0.3 for k in check.flatten(metrics())}
+    tol.write_text(json.dumps(tolerance))
+    monkeypatch.setattr(check, "REFERENCE", ref)
+    monkeypatch.setattr(check, "TOLERANCE", tol)
+    run = tmp_path / "run" / "reports"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps(metrics(finenet_psnr=31.0)))
+    moved = check.adopt(tmp_path / "run")
+    assert moved == ["embedded_test finenet/late psnr_blurred: 31.0000, reference 30.0000 (+1.0000, tolerance ±0.3000)"]
+    assert json.loads(ref.read_text()) == metrics(finenet_psnr=31.0)
+    assert json.loads(tol.read_text()) == tolerance                        # kept as they were
+    other = metrics()
+    other["embedded_test"]["edvr"] = {"psnr_blurred": 28.0}
+    (run / "metrics.json").write_text(json.dumps(other))
+    with pytest.raises(FineNetError, match="not the committed tolerances' ones"):
+        check.adopt(tmp_path / "run")
+    with pytest.raises(FineNetError, match="not found"):
+        check.adopt(tmp_path / "nowhere")
