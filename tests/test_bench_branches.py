@@ -48,5 +48,17 @@ def test_markdown_has_a_row_per_case_and_group_with_frames():
               "cases": {"cap13": {"face_width_px": 108.0, "groups": bb.summarise(rows())},
                         "empty": {"face_width_px": 50.0, "groups": bb.summarise(rows()[:1])}}}
     md = bb.markdown(result)
-    assert "| cap13 | 108 | 2 | mild | 39.00 | +0.50 | +1.00 | -2.00 | -1.25 | 1 |" in md
+    assert "| cap13 | 108 | 2 | mild | 39.00 | +0.50 | +1.00 | -2.00 | -1.25 | 1 | — |" in md
     assert "| empty | 50 | 1 | sharp |" in md and "| empty | 50 | 0 |" not in md
+
+
+def test_the_oracle_gain_is_the_face_regions_gain_with_the_sharp_correction_pasted():
+    r = rows()
+    for row, (a, b) in zip(r, [(60.0, 60.0), (40.0, 45.0), (38.0, 44.0), (25.0, 30.0), (27.0, 31.0)]):
+        row["face_psnr_in"], row["face_psnr_oracle"] = a, b
+    s = bb.summarise(r)
+    assert s["sharp"]["oracle_face_gain"] == 0.0 and s["mild"]["oracle_face_gain"] == pytest.approx(5.5)
+    assert s["blurred"]["oracle_face_gain"] == pytest.approx((5 + 6 + 5 + 4) / 4)
+    md = bb.markdown({"seed": 0, "frames_per_case": 5, "crop_size": 96, "models": "m",
+                      "cases": {"franck": {"face_width_px": 155.0, "groups": s}}})
+    assert "| franck | 155 | 2 | full | 26.00 | +0.50 | +0.00 | -2.00 | +2.50 | 0 | +4.50 |" in md
