@@ -27,17 +27,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from . import report, stats, tables
+from . import report, runs, stats, tables
 from .atomic import atomic_path
 from .checkpoint import content_digest
 from .errors import FineNetError
@@ -50,7 +46,7 @@ OUT = report.Outputs(Path("reports") / PROFILE)
 MANIFEST = OUT.root / "manifest.json"
 # what the data stages read: the bench profile must leave these as the default pipeline has them
 DATA_KEYS = ("seed", "data", "blur", "landmarks")
-TRAIN_RULES = ("train_predeblur", "train_enhance", "train_interp", "train_combine", "train_baseline", "evaluate")
+TRAIN_RULES = (*runs.TRAIN_RULES, "evaluate")
 
 
 def seed_dir(seed: int) -> Path:
@@ -70,22 +66,7 @@ def bench_params(params_file=DEFAULT_PARAMS) -> dict:
 
 def prepare(seed: int, params_file=DEFAULT_PARAMS) -> Path:
     """The seed's working directory: params.yaml (profile bench, this train.seed), data linked."""
-    work = seed_dir(seed)
-    work.mkdir(parents=True, exist_ok=True)
-    raw = yaml.safe_load(Path(params_file).read_text())
-    raw["profile"] = PROFILE
-    raw["profiles"][PROFILE].setdefault("train", {})["seed"] = seed
-    text = yaml.safe_dump(raw, sort_keys=False)
-    target = work / "params.yaml"
-    if not target.is_file() or target.read_text() != text:
-        with atomic_path(target) as tmp:
-            tmp.write_text(text)
-    data = work / "data"
-    if not data.is_symlink():
-        if data.exists():
-            raise FineNetError(data, "exists and is not the link to the default pipeline's data/")
-        os.symlink(Path(os.path.relpath(Path("data").resolve(), work.resolve())), data)
-    return work
+    return runs.prepare(seed_dir(seed), PROFILE, {"seed": seed}, params_file)
 
 
 def targets(params: dict) -> list[str]:
@@ -99,29 +80,9 @@ def targets(params: dict) -> list[str]:
             *(str(layout.train_summary(net, v)) for net, v in runs)]
 
 
-def snakemake() -> str:
-    return shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-
-
-# Snakemake re-runs a job whose input is newer than its output unless the input's checksum, recorded
-# when the job ran, is unchanged; by default it records one only for files under 1 MB. The default
-# pipeline's data files are larger, and a re-run data stage (same bytes) or a `dvc checkout` makes
-# them newer: without this every seed retrains all its networks for nothing (measured). The bench's
-# data is the embedded sample (tens of MB in all), so hashing it on each run is cheap.
-CHECKSUM_LIMIT = "1GB"
-
-
 def train_seed(seed: int, params: dict, cores: int) -> None:
     """Train and evaluate every network for one seed (Snakemake; resumes a killed run)."""
-    work = prepare(seed)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    base = [snakemake(), "-s", str(ROOT / "Snakefile"), "-d", str(work)]
-    subprocess.run(base + ["--unlock"], env=env, capture_output=True)      # a killed run's lock
-    cmd = base + ["--cores", str(cores), "--rerun-incomplete", "--allowed-rules", *TRAIN_RULES,
-                  "--max-checksum-file-size", CHECKSUM_LIMIT,
-                  "--quiet", "rules", "--", *targets(params)]
-    if subprocess.run(cmd, env=env).returncode != 0:
-        raise FineNetError(work, f"the bench run of seed {seed} failed (logs in {work / 'logs'})")
+    runs.run_rules(prepare(seed), targets(params), cores, TRAIN_RULES, what=f"bench run of seed {seed}")
 
 
 # --- the report of all seeds -------------------------------------------------------------------
