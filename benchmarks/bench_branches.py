@@ -36,10 +36,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from common import RESULTS, write_result
+from common import write_result_and_tables
 
 import bench_deblur_quality as quality
-from finenet.atomic import atomic_path
 from finenet.errors import FineNetError
 
 OUTPUTS = ("predeblur", "enhance", "interp", "output")
@@ -207,11 +206,7 @@ def run(args) -> int:
     result = {"models": args.checkpoint or "installed release (finenet/weights)", "profile": params["profile"],
               "crop_size": params["data"]["crop_size"], "seed": args.seed, "frames_per_case": args.frames,
               "harm_db": HARM_DB, "cases": results, "seconds": round(time.perf_counter() - start, 1)}
-    write_result(args.out_name, result)
-    md = RESULTS / f"{args.out_name}.md"
-    with atomic_path(md) as tmp:
-        tmp.write_text(markdown(result))
-    print(f"wrote {md}", file=sys.stderr)
+    write_result_and_tables(args.out_name, result, markdown(result))
     return 0
 
 

@@ -72,9 +72,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, write_result
+from common import write_result_and_tables
 
-from finenet.atomic import atomic_path
 from finenet.data.embedded import resize_frames
 from finenet.video_io import encode_frames
 from finenet.errors import FineNetError
@@ -617,11 +616,7 @@ def run(args) -> int:
             "per_frame": "cases.*.temporal.per_frame[k]: the pair of frames (k, k+1)"},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    write_result(args.out_name, result)
-    md = RESULTS / f"{args.out_name}.md"
-    with atomic_path(md) as tmp:
-        tmp.write_text(markdown(result))
-    print(f"wrote {md}", file=sys.stderr)
+    write_result_and_tables(args.out_name, result, markdown(result))
     return 0
 
 

@@ -32,6 +32,16 @@ def write_result(name: str, result: dict) -> Path:
     return path
 
 
+def write_result_and_tables(name: str, result: dict, markdown: str) -> Path:
+    """``write_result``, then the result's tables as ``reports/benchmarks/<name>.md``."""
+    write_result(name, result)
+    md = RESULTS / f"{name}.md"
+    with atomic_path(md) as tmp:
+        tmp.write_text(markdown)
+    print(f"wrote {md}", file=sys.stderr)
+    return md
+
+
 def write_summary() -> Path:
     """``reports/benchmarks.md``: every benchmark result present, rendered from its JSON."""
     lines = ["# Benchmarks", "",
