@@ -38,7 +38,7 @@ from .atomic import atomic_path
 from .checkpoint import content_digest
 from .errors import FineNetError
 from .layout import Layout, run_name, training_runs
-from .params import DEFAULT_PARAMS, ROOT, load_params
+from .params import DEFAULT_PARAMS, load_params
 
 PROFILE = "bench"
 RUNS = Path("runs") / PROFILE                 # one working directory per training seed
@@ -73,11 +73,11 @@ def targets(params: dict) -> list[str]:
     """What a seed's run must produce: the evaluation (every file the report of all seeds reads)
     and every network's validation curve."""
     layout = Layout()
-    runs = training_runs(params["variants"], params["baselines"])
+    trained = training_runs(params["variants"], params["baselines"])
     evaluation = (layout.metrics, layout.eval_frames, layout.eval_noref, layout.eval_samples,
                   layout.eval_temporal, layout.eval_clips)
-    return [*map(str, evaluation), *(str(layout.train_curve(net, v, suffix="_val")) for net, v in runs),
-            *(str(layout.train_summary(net, v)) for net, v in runs)]
+    return [*map(str, evaluation), *(str(layout.train_curve(net, v, suffix="_val")) for net, v in trained),
+            *(str(layout.train_summary(net, v)) for net, v in trained)]
 
 
 def train_seed(seed: int, params: dict, cores: int) -> None:
@@ -158,10 +158,10 @@ def seed_differences(frames: pd.DataFrame, params: dict) -> tuple[str, pd.DataFr
 def manifest(params: dict, seeds) -> dict:
     """Each seed's trained models by content digest (weights + metadata), so a release model can
     be checked against the run that produced the committed numbers."""
-    runs = training_runs(params["variants"], params["baselines"])
+    trained = training_runs(params["variants"], params["baselines"])
     return {"profile": PROFILE, "seeds": list(seeds),
             "models": {str(s): {run_name(net, v): content_digest(seed_dir(s) / Layout().model_path(net, v)).hex()[:16]
-                                for net, v in runs} for s in seeds}}
+                                for net, v in trained} for s in seeds}}
 
 
 def aggregate(params: dict) -> None:
