@@ -38,7 +38,7 @@ from . import runs
 from .atomic import atomic_path
 from .errors import FineNetError
 from .layout import Layout, run_name
-from .params import DEFAULT_PARAMS, load_params
+from .params import DEFAULT_PARAMS
 from .release import NETS as MAIN_RUNS       # the networks FineNet is made of (its main variants)
 
 PROFILE = "bench"
@@ -156,30 +156,17 @@ def pick(results: dict[float, dict]) -> dict:
     return table
 
 
-def bench_spread(nets) -> dict:
-    """Each network's seed-to-seed sd of its best validation PSNR in the bench tier's run
-    directories (None where they are missing)."""
+def bench_spread(params: dict) -> dict:
+    """Each swept network's seed-to-seed sd of its best validation PSNR in the bench tier's run
+    directories (None where fewer than two seeds have it)."""
     from .bench import seed_dir
 
-    params = load_params(DEFAULT_PARAMS, PROFILE)
     layout, out = Layout(), {}
-    for net_name in nets:
-        values = []
-        for s in params["bench"]["seeds"]:
-            matches = [p for p in (seed_dir(s) / layout.train_reports).glob("*.json")
-                       if _summary_run(p) == net_name]
-            if matches:
-                values.append(json.loads(matches[0].read_text())["val_psnr_best"])
-        out[net_name] = round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else None
+    for net, v in swept_runs(params):
+        values = [json.loads(path.read_text())["val_psnr_best"] for s in params["bench"]["seeds"]
+                  if (path := seed_dir(s) / layout.train_summary(net, v)).is_file()]
+        out[run_name(net, v)] = round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else None
     return out
-
-
-def _summary_run(path: Path) -> str | None:
-    try:
-        s = json.loads(path.read_text())
-        return run_name(s["network"], s["variant"])
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def summary_markdown(table: dict, results: dict, spread: dict, train_lr: float) -> str:
@@ -239,7 +226,7 @@ def dvc_exp_show() -> object:
 def summarise(params: dict, show) -> dict:
     results = by_lr(experiments_from_show(show))
     table = pick(results)
-    spread = bench_spread(table)
+    spread = bench_spread(params)
     out = {"learning_rates": list(results), "experiments": {f"{lr:g}": r.get("name") for lr, r in results.items()},
            "seed": next(iter(results.values()))["seed"], "train_lr": params["train"]["lr"],
            "networks": {net: {**row, "bench_seed_sd": spread.get(net)} for net, row in table.items()}}
