@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .atomic import atomic_dir, atomic_path
 from .data.store import SETS, shard_path
@@ -26,12 +27,28 @@ SUMMARY = REPORTS / "data_summary.json"
 PREVIEW = REPORTS / "figures" / "data_preview.png"
 
 
+def read_through(group, block: int = 16) -> int:
+    """Read every dataset of ``group`` to its end, ``block`` frames at a time; the bytes read.
+
+    The shards' chunks are deflate-compressed, and zlib checks each one's Adler-32 when it
+    inflates it, so a flipped bit or a torn write inside the pixel data fails here, at packing
+    time, instead of in a training run hours later."""
+    total = 0
+    for ds in group.values():
+        if not isinstance(ds, h5py.Dataset):
+            continue
+        for start in range(0, max(len(ds), 1) if ds.shape else 1, block):
+            total += ds[start:start + block].nbytes if ds.shape else np.asarray(ds[()]).nbytes
+    return total
+
+
 def shard_row(spec) -> dict:
-    """The clip's manifest row, read from its shard; a shard HDF5 cannot read (truncated,
-    damaged) is one line naming it."""
+    """The clip's manifest row, read from its shard after reading every dataset through
+    (``read_through``); a shard HDF5 cannot read (truncated, damaged) is one line naming it."""
     path = shard_path(spec.clip_id)
     try:
         with h5py.File(path, "r") as shard:
+            read_through(shard[spec.clip_id])
             return clip_row(spec, shard[spec.clip_id])
     except (OSError, KeyError, RuntimeError, ValueError) as exc:
         problem = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
@@ -91,7 +108,8 @@ def run(params: dict, clip_ids=None) -> None:
         for set_name in sorted({c.set for c in clips}):
             with h5py.File(tmp / f"{set_name}.h5", "w") as f:
                 f.attrs["set"] = set_name
-                for spec in (c for c in clips if c.set == set_name):
+                members = [c for c in clips if c.set == set_name]
+                for spec in tqdm(members, desc=f"pack {set_name}", unit="clip", disable=len(members) < 2):
                     rel = os.path.relpath(shard_path(spec.clip_id), SETS)
                     f[spec.clip_id] = h5py.ExternalLink(rel, f"/{spec.clip_id}")
                     rows.append(shard_row(spec))

@@ -98,3 +98,35 @@ def test_a_truncated_shard_is_one_line_naming_it_when_packed(tmp_path, monkeypat
         pack.shard_row(spec)
     msg = str(info.value)
     assert msg.startswith(f"{path}: unreadable HDF5 shard (") and "\n" not in msg
+
+
+def test_a_flipped_bit_in_a_shards_pixels_is_one_line_naming_it_when_packed(tmp_path, monkeypatch):
+    """pack reads every dataset through: a bit flipped inside a compressed frame (which the
+    manifest's own fields never touch) fails at packing time, naming the shard."""
+    import h5py
+
+    from finenet import pack
+    from finenet.data.clips import ClipSpec
+    from finenet.data.store import shard_path
+
+    monkeypatch.chdir(tmp_path)
+    spec = ClipSpec(clip_id="c0", set="train", dataset="embedded", source="x")
+    path = shard_path("c0")
+    path.parent.mkdir(parents=True)
+    pixels = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), np.uint8)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("c0")
+        g.create_dataset("status", data=np.zeros(8, np.uint8))
+        g.create_dataset("kernel", data=np.full((8, 3), 5.0), chunks=(8, 3), compression="gzip")
+        g.create_dataset("blurry", data=pixels, chunks=(1, 32, 32, 3), compression="gzip")
+        offset, size = g["blurry"].id.get_chunk_info(5).byte_offset, g["blurry"].id.get_chunk_info(5).size
+    assert pack.shard_row(spec)["frames"] == 8
+    data = bytearray(path.read_bytes())
+    data[offset + size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with h5py.File(path, "r") as f:                 # what pack read before: still fine
+        assert len(f["c0/status"][:]) == 8 and f["c0/kernel"][:].shape == (8, 3)
+    with pytest.raises(FineNetError) as info:
+        pack.shard_row(spec)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: unreadable HDF5 shard (") and "\n" not in msg
