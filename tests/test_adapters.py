@@ -3,6 +3,7 @@ face video: what ``plan()`` picks, what ``load()`` returns, and the data stages 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -180,7 +181,9 @@ def test_vw300_frame_without_pts_gets_nan_ground_truth(vw300_tree, tmp_path):
 
 def test_youtube_plan_finds_videos_in_nested_folders(youtube_tree):
     clips = youtube.plan(dict(root=str(youtube_tree.root), frames_per_clip=None))
-    assert [c.clip_id for c in clips] == ["yt_channel-A-2019-Interview", "yt_channel-A-clip-01", "yt_talk"]
+    ids = [c.clip_id for c in clips]        # spaces in the names: readable part + a digest of them
+    assert [i.rsplit("-", 1)[0] for i in ids[:2]] == ["yt_channel-A-2019-Interview", "yt_channel-A-clip-01"]
+    assert all(len(i.rsplit("-", 1)[1]) == 10 for i in ids[:2]) and ids[2] == "yt_talk"
     assert sorted(c.source for c in clips) == sorted(str(p) for p in youtube_tree.videos)
     assert all(c.set == "youtube" and c.dataset == "youtube" and not c.has_gt for c in clips)
     assert clips == youtube.plan(dict(root=str(youtube_tree.root), frames_per_clip=None))
@@ -270,3 +273,59 @@ def test_voxceleb_val_clips_are_every_dev_video_of_identities_no_training_video_
     val = sorted(c.clip_id for c in clips if c.set == "val")
     assert len(train) == 1 and val
     assert val == sorted(vox_id(r) for r in dev if r.split("/")[0] not in train_ids)
+
+
+# ------------------------------------------------------------------- names from datasets are data
+
+ODD_NAMES = ["id 00012", "idünïcödé", "id..", "id" + "a" * 240, "id00012"]   # VoxCeleb2 wants id*
+
+
+def test_names_from_a_tree_become_safe_distinct_bounded_ids(voxceleb_tree, youtube_tree, tmp_path,
+                                                            make_params, monkeypatch):
+    """VoxCeleb2 identities, YouTube ids and file names with spaces, unicode, ``..`` or 240
+    characters give ids that are one short path component each and stay distinct, and the data
+    stages write only inside the output folders."""
+    from finenet import blur, sample
+
+    root = tmp_path / "vox"
+    video = next(p for p in voxceleb_tree.videos if "/dev/" in str(p))
+    for k, name in enumerate(ODD_NAMES):
+        dest = root / "dev" / "mp4" / name / ("yt ü" if k % 2 else "..x") / f"{k:05d}.mp4"
+        dest.parent.mkdir(parents=True)
+        shutil.copy(video, dest)
+    (root / "test" / "mp4").mkdir(parents=True)
+    clips = voxceleb.plan(vox_cfg(root, train=10, test=0, frames=6), seed=0)
+    ids = [c.clip_id for c in clips]
+    assert len(ids) == len(set(ids)) == len(ODD_NAMES)
+    for i in ids:
+        assert re.fullmatch(r"vox_[A-Za-z0-9_-]+", i) and len(i) <= 100 and ".." not in i, i
+    assert "vox_id00012_x_00004" not in ids      # '..x' is not 'x': the lossy parts carry a digest
+
+    params = make_params(voxceleb=vox_cfg(root, train=10, test=0, frames=6))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = {p for p in tmp_path.rglob("*") if not p.is_relative_to(work)}
+    for stage in (sample, blur):
+        stage.run(params)
+    assert {p for p in tmp_path.rglob("*") if not p.is_relative_to(work)} == before
+    written = sorted(p.name for p in (work / "data" / "clips").iterdir())
+    assert written == sorted(f"{i}.npz" for i in ids)
+
+
+def test_two_names_that_reduce_to_one_id_are_refused_naming_a_file(tmp_path, youtube_tree):
+    """``x/y.mp4`` and ``x-y.mp4`` both read as ``yt_x-y``: one line naming one of them."""
+    from finenet.errors import FineNetError
+
+    video = next(iter(youtube_tree.videos))
+    for rel in ("x/y.mp4", "x-y.mp4"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(video, tmp_path / rel)
+    params = dict(root=str(tmp_path), frames_per_clip=None)
+    assert [c.clip_id for c in youtube.plan(params)] == ["yt_x-y", "yt_x-y"]
+    from finenet.data import clips as clips_module
+
+    with pytest.raises(FineNetError) as info:
+        clips_module.check_unique(youtube.plan(params))
+    msg = str(info.value)
+    assert "\n" not in msg and "'yt_x-y'" in msg and str(tmp_path / "x") in msg

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from ..errors import FineNetError
 
 
 @dataclass(frozen=True)
@@ -24,8 +28,28 @@ class ClipSpec:
         return asdict(self)
 
 
+MAX_ID = 100        # characters of a clip id: it is a file stem (``<id>.h5``, ``<id>.npz``), < 255 bytes
+
+
 def safe_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")
+
+
+def tree_id(prefix: str, *parts: str, sep: str = "_") -> str:
+    """A clip id from names found in a user's dataset tree (folder and file names are data).
+
+    ``prefix``, then the parts joined by ``sep``, each part reduced to letters, digits, ``_`` and
+    ``-`` (``safe_id``), so the id is one path component that cannot leave the output folders
+    (``..``, ``/``, NUL, spaces, unicode all go). Where that changed a part, or the id would pass
+    ``MAX_ID`` characters, 10 hex digits of a SHA-1 of the original names are appended (the readable
+    part cut to fit), so two names that differ only in such characters stay two clips. Names already
+    made of those characters keep the plain id (``vox_id00012_21Uxsk56VDQ_00001``)."""
+    plain = [safe_id(part) for part in parts]
+    readable = f"{prefix}_" + sep.join(p for p in plain if p)
+    if plain == list(parts) and len(readable) <= MAX_ID:
+        return readable
+    digest = hashlib.sha1("\0".join(parts).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return f"{readable[:MAX_ID - 11].rstrip('_-')}-{digest}"
 
 
 def clip_rng(seed: int, clip_id: str, purpose: str) -> np.random.Generator:
@@ -48,10 +72,17 @@ def plan_clips(params: dict) -> list[ClipSpec]:
         clips += vw300.plan(d["vw300"], seed)
     if d["youtube"]["root"]:
         clips += youtube.plan(d["youtube"])
-    ids = [c.clip_id for c in clips]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    return check_unique(clips)
+
+
+def check_unique(clips: list[ClipSpec]) -> list[ClipSpec]:
+    """``clips``, if no two share an id (two names ``tree_id`` reduced alike); else one line."""
+    counts = Counter(c.clip_id for c in clips)
+    dupes = [c for c in clips if counts[c.clip_id] > 1]
     if dupes:
-        raise ValueError(f"clip ids are not unique: {dupes[:5]}")
+        first = [c.source for c in dupes if c.clip_id == dupes[0].clip_id]
+        raise FineNetError(first[0], f"its clip id {dupes[0].clip_id!r} is also that of {first[1]} "
+                                     f"({len({c.clip_id for c in dupes})} such ids): rename one")
     return clips
 
 

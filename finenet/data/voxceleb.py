@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FineNetError
-from .clips import ClipSpec
+from .clips import ClipSpec, tree_id
 from .video import read_video
 
 
@@ -50,7 +50,7 @@ def plan(cfg: dict, seed: int) -> list[ClipSpec]:
             ident, yt, utt = v.parts[-3], v.parts[-2], v.stem
             if set_name == "train":
                 train_ids.add(ident)
-            clips.append(ClipSpec(clip_id=f"vox_{ident}_{yt}_{utt}", set=set_name,
+            clips.append(ClipSpec(clip_id=tree_id("vox", ident, yt, utt), set=set_name,
                                   dataset="voxceleb", source=str(v),
                                   length=cfg["frames_per_clip"]))
     return clips

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FineNetError
-from .clips import ClipSpec
+from .clips import ClipSpec, tree_id
 from .pts import read_pts
 from .video import read_video
 
@@ -27,7 +27,7 @@ def plan(cfg: dict, seed: int) -> list[ClipSpec]:
         raise FineNetError(root, "no 300VW videos (expected <root>/NNN/vid.avi)")
     rng = np.random.default_rng([seed, 300])
     chosen = sorted(rng.choice(len(videos), size=min(cfg["test_videos"], len(videos)), replace=False))
-    return [ClipSpec(clip_id=f"300vw_{videos[i].parent.name}", set="vw300_test", dataset="vw300",
+    return [ClipSpec(clip_id=tree_id("300vw", videos[i].parent.name), set="vw300_test", dataset="vw300",
                      source=str(videos[i]), length=cfg["frames_per_clip"]) for i in chosen]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import FineNetError
-from .clips import ClipSpec, safe_id
+from .clips import ClipSpec, tree_id
 from .video import VIDEO_SUFFIXES, read_video
 
 
@@ -17,7 +17,7 @@ def plan(cfg: dict) -> list[ClipSpec]:
     videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
         raise FineNetError(root, f"no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) in the real-blur folder")
-    return [ClipSpec(clip_id=f"yt_{safe_id(str(v.relative_to(root).with_suffix('')))}", set="youtube",
+    return [ClipSpec(clip_id=tree_id("yt", *v.relative_to(root).with_suffix('').parts, sep="-"), set="youtube",
                      dataset="youtube", source=str(v), length=cfg["frames_per_clip"], has_gt=False)
             for v in videos]
 
