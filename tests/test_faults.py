@@ -99,3 +99,38 @@ def test_a_seeded_subset_recovers_with_no_output_lost(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == \
         f"{n['injected']} faults injected, {n['injected']} recovered, 0 outputs lost or corrupted"
     assert (out / "faults.md").read_text().count("| recovered") == n["injected"]
+
+
+def test_same_content_reads_files_the_way_the_stages_do(tmp_path):
+    """A damaged file counts as harmless only when every dataset, array and attribute reads back
+    unchanged; a changed value or an unreadable file is not the same."""
+    import h5py
+    import numpy as np
+
+    def shard(path, value):
+        with h5py.File(path, "w") as f:
+            g = f.create_group("c0")
+            g.attrs["crop_size"] = 64
+            g.create_dataset("blurry", data=np.full((4, 8, 8, 3), value, np.uint8), chunks=(1, 8, 8, 3),
+                             compression="gzip")
+
+    shard(tmp_path / "a.h5", 7)
+    shard(tmp_path / "b.h5", 7)
+    shard(tmp_path / "c.h5", 8)
+    assert bf.same_content(tmp_path / "a.h5", tmp_path / "b.h5")
+    assert not bf.same_content(tmp_path / "c.h5", tmp_path / "a.h5")
+    (tmp_path / "d.h5").write_bytes((tmp_path / "a.h5").read_bytes()[:500])
+    assert not bf.same_content(tmp_path / "d.h5", tmp_path / "a.h5")
+    np.savez(tmp_path / "a.npz", x=np.arange(5))
+    np.savez(tmp_path / "b.npz", x=np.arange(5) + 1)
+    assert bf.same_content(tmp_path / "a.npz", tmp_path / "a.npz")
+    assert not bf.same_content(tmp_path / "a.npz", tmp_path / "b.npz")
+
+
+def test_outputs_leave_out_temp_files_and_snakemakes_folder_marker(tmp_path):
+    sets = tmp_path / "data" / "sets"
+    sets.mkdir(parents=True)
+    for name in ("train.h5", ".snakemake_timestamp", ".train.h5.abc.tmp.h5"):
+        (sets / name).write_text("x")
+    assert list(bf.output_files(tmp_path, [{"outs": ["data/sets"]}])) == ["data/sets/train.h5"]
+    assert bf.leftovers(tmp_path) == ["data/sets/.train.h5.abc.tmp.h5"]
