@@ -6,7 +6,7 @@
 from snakemake.utils import min_version, validate
 
 from finenet import dag
-from finenet.data.clips import plan_clips
+from finenet.data.clips import plan_clips, plan_file, write_plan
 from finenet.layout import DEFAULT as LAYOUT, training_runs
 from finenet.params import resolve
 
@@ -19,8 +19,10 @@ configfile: "params.yaml"
 PARAMS = resolve(config)  # profile merged; same schema as finenet.params uses
 validate(PARAMS, "workflow/schemas/params.schema.yaml")
 PROFILE = PARAMS["profile"]
-SPECS = {c.clip_id: c.to_dict() for c in plan_clips(PARAMS)}  # each clip's plan entry
+PLAN = plan_clips(PARAMS)  # the datasets listed once, here; per-clip jobs read it back (--plan)
+SPECS = {c.clip_id: c.to_dict() for c in PLAN}  # each clip's plan entry
 CLIPS = list(SPECS)
+PLAN_FILE = str(write_plan(PLAN, PARAMS, plan_file(PROFILE)))  # rewritten only when it changes
 
 
 include: "workflow/rules/common.smk"

@@ -47,8 +47,8 @@ def blur_clip(spec: ClipSpec, params: dict) -> None:
     save_npz(blurred_path(spec.clip_id), meta, blurry=blurry, kernel=record)
 
 
-def run(params: dict, clip_ids=None) -> None:
-    clips = select_clips(params, clip_ids)
+def run(params: dict, clip_ids=None, plan=None) -> None:
+    clips = select_clips(params, clip_ids, plan)
     for_each_clip("blur", clips, lambda spec: blur_clip(spec, params))
 
 

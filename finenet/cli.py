@@ -36,6 +36,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--profile", default=None, help="override params.yaml's profile")
         if name in PER_CLIP:
             p.add_argument("--clip", action="append", default=None, help="only this clip (repeatable)")
+            p.add_argument("--plan", default=None, metavar="FILE",
+                           help="read the clip plan from FILE (what Snakemake lists once at parse time) "
+                                "instead of listing the datasets")
     doc = _doc("train")
     p = sub.add_parser("train", help=doc, description=doc)
     p.add_argument("net", help="predeblur, enhance, interp, combine, or a baseline of params.yaml's baselines")
@@ -104,7 +107,11 @@ def main(argv=None) -> int:
 
             train(params, args.net, args.variant)
             return 0
-        importlib.import_module(f"finenet.{args.command}").run(params, getattr(args, "clip", None))
+        stage = importlib.import_module(f"finenet.{args.command}")
+        if args.command in PER_CLIP:
+            stage.run(params, args.clip, args.plan)
+        else:
+            stage.run(params, getattr(args, "clip", None))
     except FineNetError as exc:
         print(f"finenet: {exc}", file=sys.stderr)
         return 2

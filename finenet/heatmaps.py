@@ -79,8 +79,8 @@ def heatmap_clip(spec: ClipSpec, params: dict, detector) -> None:
                                                 if not isinstance(v, list)}, out, attrs)
 
 
-def run(params: dict, clip_ids=None) -> None:
-    clips = select_clips(params, clip_ids)
+def run(params: dict, clip_ids=None, plan=None) -> None:
+    clips = select_clips(params, clip_ids, plan)
     lm = params["landmarks"]
     detector = make_detector(lm["detector"], lm["upsample"], lm["device"])
     for_each_clip("heatmaps", clips, lambda spec: heatmap_clip(spec, params, detector))

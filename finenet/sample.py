@@ -44,8 +44,8 @@ def sample_clip(spec: ClipSpec, params: dict, detector) -> None:
     save_npz(clip_path(spec.clip_id), meta, **arrays)
 
 
-def run(params: dict, clip_ids=None) -> None:
-    clips = select_clips(params, clip_ids)
+def run(params: dict, clip_ids=None, plan=None) -> None:
+    clips = select_clips(params, clip_ids, plan)
     detector = DlibDetector(upsample=params["data"]["detect_upsample"])
     for_each_clip("sample", clips, lambda spec: sample_clip(spec, params, detector))
 

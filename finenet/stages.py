@@ -6,12 +6,14 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
-from .data.clips import ClipSpec, plan_clips
+from .data.clips import ClipSpec, plan_clips, read_plan
 from .errors import FineNetError
 
 
-def select_clips(params: dict, clip_ids: Iterable[str] | None) -> list[ClipSpec]:
-    clips = plan_clips(params)
+def select_clips(params: dict, clip_ids: Iterable[str] | None, plan=None) -> list[ClipSpec]:
+    """The planned clips (``clip_ids`` of them, when given): from the plan file ``plan`` where one
+    is given (Snakemake's per-clip jobs: no dataset listing), else listed from the datasets."""
+    clips = read_plan(plan, params) if plan else plan_clips(params)
     if not clip_ids:
         return clips
     by_id = {c.clip_id: c for c in clips}

@@ -329,3 +329,50 @@ def test_two_names_that_reduce_to_one_id_are_refused_naming_a_file(tmp_path, you
         clips_module.check_unique(youtube.plan(params))
     msg = str(info.value)
     assert "\n" not in msg and "'yt_x-y'" in msg and str(tmp_path / "x") in msg
+
+
+# -------------------------------------------------------------------------- the plan file (--plan)
+
+def test_a_per_clip_job_reads_the_plan_file_and_does_not_list_the_tree(make_params, voxceleb_tree,
+                                                                       tmp_path, monkeypatch):
+    """What Snakemake does: list once (the Snakefile), write the plan, run per-clip jobs with
+    ``--plan``. With the dataset tree gone, a job given the plan still finds its clip (blur reads
+    only the sampled clip); without it, it fails listing the tree."""
+    from finenet import blur, sample
+    from finenet.data.clips import plan_file, read_plan, write_plan
+    from finenet.errors import FineNetError
+
+    root = tmp_path / "vox"
+    shutil.copytree(voxceleb_tree.root, root)
+    params = make_params(voxceleb=vox_cfg(root, train=2, test=1, frames=6))
+    monkeypatch.chdir(tmp_path)
+    planned = plan_clips(params)
+    path = write_plan(planned, params, plan_file("embedded"))
+    assert read_plan(path, params) == planned
+    stamp = path.stat().st_mtime_ns
+    assert write_plan(planned, params, path) == path and path.stat().st_mtime_ns == stamp  # unchanged: kept
+    clip = planned[0].clip_id
+    sample.run(params, [clip], str(path))
+    root.rename(tmp_path / "gone")
+    with pytest.raises(FineNetError, match="VoxCeleb2 root not found"):
+        blur.run(params, [clip])
+    blur.run(params, [clip], str(path))
+    assert (tmp_path / "data" / "blurred" / f"{clip}.npz").is_file()
+
+
+def test_a_stale_or_damaged_plan_file_is_one_line(make_params, tmp_path):
+    from finenet.data.clips import read_plan, write_plan
+    from finenet.errors import FineNetError
+
+    params = make_params()
+    path = write_plan(plan_clips(params), params, tmp_path / "plan.json")
+    other = {**params, "seed": params["seed"] + 1}
+    problems = {"made from other parameters": lambda: read_plan(path, other),
+                "plan file not found": lambda: read_plan(tmp_path / "none.json", params)}
+    for expected, call in problems.items():
+        with pytest.raises(FineNetError, match=expected) as info:
+            call()
+        assert "\n" not in str(info.value)
+    path.write_text(path.read_text()[:40])
+    with pytest.raises(FineNetError, match="unreadable plan file"):
+        read_plan(path, params)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import FineNetError
 
 
@@ -83,6 +86,49 @@ def check_unique(clips: list[ClipSpec]) -> list[ClipSpec]:
         first = [c.source for c in dupes if c.clip_id == dupes[0].clip_id]
         raise FineNetError(first[0], f"its clip id {dupes[0].clip_id!r} is also that of {first[1]} "
                                      f"({len({c.clip_id for c in dupes})} such ids): rename one")
+    return clips
+
+
+# --- the plan file: the plan listed once, read by every per-clip job -------------------------------
+
+def plan_file(profile: str) -> Path:
+    """Where Snakemake writes the plan it lists at parse time, for its per-clip jobs (``--plan``):
+    at paper scale a listing of the VoxCeleb2 tree takes minutes, once instead of once per job."""
+    return Path("build") / f"plan-{profile}.json"
+
+
+def plan_key(params: dict) -> str:
+    """A digest of what a plan is made from (the ``data`` section and the seed)."""
+    made_of = json.dumps({"data": params["data"], "seed": params["seed"]}, sort_keys=True, default=str)
+    return hashlib.sha256(made_of.encode()).hexdigest()
+
+
+def write_plan(clips: list[ClipSpec], params: dict, path) -> Path:
+    """Write the plan to ``path`` (atomically), unless it already holds exactly this plan."""
+    path = Path(path)
+    text = json.dumps({"key": plan_key(params), "clips": [c.to_dict() for c in clips]}, indent=0) + "\n"
+    if not (path.is_file() and path.read_text() == text):
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return path
+
+
+def read_plan(path, params: dict) -> list[ClipSpec]:
+    """The plan in ``path``, if it was made from these parameters; else one line."""
+    path = Path(path)
+    try:
+        plan = json.loads(path.read_text())
+        clips = [ClipSpec(**c) for c in plan["clips"]]
+        key = plan["key"]
+    except FileNotFoundError:
+        raise FineNetError(path, "plan file not found (Snakemake writes it when it reads the "
+                                 "Snakefile; without --plan a stage lists the datasets itself)") from None
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise FineNetError(path, f"unreadable plan file ({type(exc).__name__}: {exc}): delete it and "
+                                 f"re-run snakemake") from None
+    if key != plan_key(params):
+        raise FineNetError(path, "plan file made from other parameters (data section or seed): "
+                                 "re-run snakemake, which rewrites it")
     return clips
 
 

@@ -1,4 +1,5 @@
-# Data stages: sample -> blur -> heatmaps per clip, then pack into one HDF5 per set.
+# Data stages: sample -> blur -> heatmaps per clip, then pack into one HDF5 per set. Per-clip jobs
+# read the clip plan the Snakefile listed (PLAN_FILE) instead of listing the datasets again.
 # Paths: finenet/layout.py; parameters: finenet/dag.py (stage_params, common.smk).
 
 
@@ -12,7 +13,7 @@ rule sample:
     log:
         "logs/sample/{clip}.log",
     shell:
-        FINENET.format(stage="sample") + " --clip {wildcards.clip} 2> {log}"
+        FINENET.format(stage="sample") + f" --clip {{wildcards.clip}} --plan {PLAN_FILE} 2> {{log}}"
 
 
 rule blur:
@@ -25,7 +26,7 @@ rule blur:
     log:
         "logs/blur/{clip}.log",
     shell:
-        FINENET.format(stage="blur") + " --clip {wildcards.clip} 2> {log}"
+        FINENET.format(stage="blur") + f" --clip {{wildcards.clip}} --plan {PLAN_FILE} 2> {{log}}"
 
 
 rule heatmaps:
@@ -41,7 +42,7 @@ rule heatmaps:
     log:
         "logs/heatmaps/{clip}.log",
     shell:
-        FINENET.format(stage="heatmaps") + " --clip {wildcards.clip} 2> {log}"
+        FINENET.format(stage="heatmaps") + f" --clip {{wildcards.clip}} --plan {PLAN_FILE} 2> {{log}}"
 
 
 rule pack:
