@@ -31,12 +31,15 @@ def plan(cfg: dict, seed: int) -> list[ClipSpec]:
         raise FineNetError(root, "VoxCeleb2 root not found (data.voxceleb.root)")
     clips = []
     train_ids: set[str] = set()
+    listed: dict[str, list[Path]] = {}        # dev is read by train and val: listed once
     for part, count, set_name, salt in (("dev", cfg["train_videos"], "train", 0),
                                         ("dev", cfg["val_videos"], "val", 2),
                                         ("test", cfg["test_videos"], "voxceleb_test", 1)):
         if count == 0:
             continue
-        videos = list_videos(root, part)
+        if part not in listed:
+            listed[part] = list_videos(root, part)
+        videos = listed[part]
         if set_name == "val":          # identities disjoint from the training videos' (may be none:
             videos = [v for v in videos if v.parts[-3] not in train_ids]   # training then says so)
             if not videos:
