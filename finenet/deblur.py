@@ -70,7 +70,7 @@ from .errors import FineNetError
 from .face.crop import crop_frame, crop_matrix, nearest_box
 from .face.tracker import Tracker
 from .face.detectors import DlibDetector, make_detector
-from .face.heatmap import render_heatmaps
+from .face.heatmap import FLIP_68, render_heatmaps
 from .layout import model_file
 from .models.finenet import FineNet
 from .params import DEFAULT_PARAMS
@@ -135,13 +135,18 @@ def add_arguments(p) -> None:
                    help="run FineNet on N consecutive five-frame windows per call (default: 1): "
                         "fewer, larger model calls, meant for a GPU; the same output; the "
                         "streaming buffer grows by N-1 frames")
+    p.add_argument("--tta", choices=TTA, default="none",
+                   help="test-time augmentation. flip: average FineNet's output with the mirrored "
+                        "output of the mirrored crops (twice the model's time; see README for what "
+                        "it gains on the held-out clips); none: one pass (default)")
 
 
 def encode_options(args) -> dict:
     """All of ``run``'s keyword options from the parsed command line (the encoder's, the
     comparison video's and the window batch): ``finenet.cli`` passes them as ``**`` keywords."""
     return {"crf": args.crf, "lossless": args.lossless, "preset": args.preset,
-            "compare": args.compare, "labels": args.labels, "batch": args.batch, "faces": args.faces}
+            "compare": args.compare, "labels": args.labels, "batch": args.batch, "faces": args.faces,
+            "tta": args.tta}
 
 
 @dataclass(eq=False)
@@ -448,9 +453,26 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
             (f.index, f.image, None)
 
 
+TTA = ("none", "flip")
+
+
+def predict(model: FineNet, frames: torch.Tensor, heat: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """FineNet's output (B,3,S,S) in [0, 1] for windows (B,T,3,S,S) and heatmaps (B,T,68,s,s).
+
+    ``tta="flip"``: the mean of the output and the mirrored output of the mirrored window (the
+    frames and heatmaps flipped left-right, the heatmap channels swapped left <-> right as the
+    training loader's flips swap them, ``FLIP_68``): twice the model's work. Where both passes
+    keep the input (FineNet's keep gate), the mean is the input exactly."""
+    out = model(frames, heat)["output"].float()
+    if tta == "flip":
+        mirrored = model(frames.flip(-1), heat[:, :, FLIP_68].flip(-1))["output"].float().flip(-1)
+        out = (out + mirrored) / 2
+    return out.clamp(0, 1)
+
+
 @torch.inference_mode()
 def restore_residuals(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
-                      checkpoint, batch: int = 1):
+                      checkpoint, batch: int = 1, tta: str = "none"):
     """(frame, FineNet's correction of its crop (S,S,3, 0..255 units) or None: the frame passes
     through), in frame order.
 
@@ -458,7 +480,7 @@ def restore_residuals(windows, model: FineNet, device: torch.device, size: int, 
     frame that passes through, or the end, sends the windows gathered so far at once). While a
     batch fills, its first windows' frames wait: at most ``batch - 1`` windows beyond the one just
     formed (the ``batch`` entry of ``stats``, counted only when ``batch > 1``), so the streaming
-    bound grows by ``batch - 1`` frames."""
+    bound grows by ``batch - 1`` frames. ``tta``: see ``predict``."""
     pending: list = []            # (frame, its window) waiting for the model call
 
     def flush():
@@ -467,7 +489,7 @@ def restore_residuals(windows, model: FineNet, device: torch.device, size: int, 
         frames = torch.stack([torch.stack([g.crop for g in win]) for _, win in pending]).to(device)
         heat = torch.stack([torch.stack([g.heat for g in win]) for _, win in pending]).to(device)
         try:
-            out = model(frames, heat)["output"].float().clamp(0, 1)
+            out = predict(model, frames, heat, tta)
         except RuntimeError as exc:
             raise FineNetError(checkpoint, f"the models fail on a {size}x{size} crop "
                                            f"({str(exc).splitlines()[0][:120]})") from None
@@ -725,13 +747,14 @@ def check_output(path: Path, source: Path | None = None) -> str:
 def run(params: dict, source, output, checkpoint=None, device: str = "auto",
         progress: bool = True, stats: BufferStats | None = None, *, crf=None, lossless: bool = False,
         preset: str | None = None, compare=None, labels=None, batch=1, faces: str = "all",
-        loaded: Loaded | None = None) -> dict:
+        tta: str = "none", loaded: Loaded | None = None) -> dict:
     """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks, the
     output's pixel format and encoder settings). ``crf`` (x264, 0..51; default
     ``video_io.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264). ``compare``: also
     write the side-by-side comparison video there (``finenet.compare``; ``labels``: "left,right"
     text above its halves), atomically with the output: a failure leaves neither. ``batch``:
     windows per model call (``restore``). ``faces``: "all" or "largest" (``deblur_faces``).
+    ``tta``: "none" or "flip" (``predict``).
     ``loaded``: the model and detectors, already loaded.
 
     A folder ``source`` deblurs each of its videos into the folder ``output``
@@ -741,7 +764,7 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
 
         return run_folder(params, source, output, checkpoint, device, progress, crf=crf,
                           lossless=lossless, preset=preset, compare=compare, labels=labels,
-                          batch=batch, faces=faces)
+                          batch=batch, faces=faces, tta=tta)
     source, output = Path(source), Path(output)
     d, lm = params["data"], params["landmarks"]
     size = d["crop_size"]
@@ -749,6 +772,8 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
     batch, labels = parse_batch(batch), parse_labels(labels, compare)
     if faces not in FACES:
         raise FineNetError("--faces", f"must be one of {', '.join(FACES)}, got {faces!r}")
+    if tta not in TTA:
+        raise FineNetError("--tta", f"must be one of {', '.join(TTA)}, got {tta!r}")
     comparison = check_compare(compare, source, output, check_output)   # (path, format) or None
     dev = pick_device(device, "--device")
     fmt = check_output(output, source)               # also: not the input under another name
@@ -790,7 +815,7 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
             frames = crop_faces(frames, landmark_detector, size, d["crop_margin"], lm["heatmap_size"],
                                 lm["sigma"])
             windows = five_frame_windows(frames, st, params["loader"]["num_frames"])
-            return restore_residuals(windows, model, dev, size, st, checkpoint, batch)
+            return restore_residuals(windows, model, dev, size, st, checkpoint, batch, tta)
 
         images = deblur_faces(decoded(), face_detector, scale, faces, stages, size, stats)
         start = time.perf_counter()

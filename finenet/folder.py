@@ -117,7 +117,7 @@ def _reason(exc: BaseException, video: Path) -> str:
 
 def run_folder(params: dict, source, output, checkpoint=None, device: str = "auto",
                progress: bool = True, *, crf=None, lossless: bool = False, preset=None,
-               compare=None, labels=None, batch=1, faces: str = "all") -> dict:
+               compare=None, labels=None, batch=1, faces: str = "all", tta: str = "none") -> dict:
     """Deblur every video of the folder ``source`` into the folder ``output`` (module docstring);
     returns the summary (also in ``output/deblur_summary.json``), or raises the one-line
     ``FineNetError`` naming ``source`` when any video failed."""
@@ -163,7 +163,7 @@ def run_folder(params: dict, source, output, checkpoint=None, device: str = "aut
                 try:
                     summary = deblur.run(params, video, target, checkpoint, device, progress,
                                          crf=crf, lossless=lossless, preset=preset, compare=side,
-                                         labels=labels, batch=batch, faces=faces, loaded=loaded)
+                                         labels=labels, batch=batch, faces=faces, tta=tta, loaded=loaded)
                 except Exception as exc:           # this video only; KeyboardInterrupt stops all
                     entry["reason"] = _reason(exc, video)
                 else:

@@ -545,3 +545,36 @@ def test_a_killed_runs_temporary_file_is_deleted_by_the_next_run(small, carphone
                str(small["models"]), "--params", str(small["params_file"]), "--preset", "ultrafast"])
     assert rc == 0
     assert sorted(os.listdir(folder)) == ["sharp.mp4"]           # both stale temps deleted
+
+
+def test_flip_tta_is_mirror_equivariant_and_keeps_what_both_passes_keep(small):
+    """``--tta flip``: the output for a mirrored window is the mirrored output (exactly: the two
+    passes swap places), it differs from one pass, and a model that returns its input returns it."""
+    from finenet.face.heatmap import FLIP_68
+
+    assert (FLIP_68[FLIP_68] == np.arange(68)).all()
+    model = deblur.load_finenet(small["models"], small["params"], torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 5, 3, 64, 64, generator=gen)
+    heat = torch.rand(2, 5, 68, 32, 32, generator=gen)
+    with torch.inference_mode():
+        once = deblur.predict(model, frames, heat)
+        both = deblur.predict(model, frames, heat, "flip")
+        mirrored = deblur.predict(model, frames.flip(-1), heat[:, :, FLIP_68].flip(-1), "flip")
+    torch.testing.assert_close(mirrored, both.flip(-1), rtol=0, atol=0)
+    assert (both - once).abs().max() > 1e-3
+
+    class Keep(torch.nn.Module):
+        def forward(self, x, h):
+            return {"output": x[:, x.shape[1] // 2]}
+
+    torch.testing.assert_close(deblur.predict(Keep(), frames, heat, "flip"), frames[:, 2], rtol=0, atol=0)
+
+
+def test_an_unknown_tta_is_one_line(small, main_clip, tmp_path):
+    from finenet.errors import FineNetError
+
+    with pytest.raises(FineNetError, match="--tta: must be one of none, flip"):
+        deblur.run(small["params"], main_clip["plain"], tmp_path / "out.mp4", small["models"], "cpu",
+                   progress=False, tta="rotate")
+    assert list(tmp_path.iterdir()) == []
