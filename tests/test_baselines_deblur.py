@@ -53,14 +53,7 @@ def make_batch(batch: int = 2, size: int = 32, frames: int = 5, seed: int = 0) -
             "heatmaps": heat.unsqueeze(0).expand(batch, -1, -1, -1, -1).contiguous()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: intra-op threads only add synchronisation, which on a shared 2-core
-    machine made this module ~15x slower. Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,7 @@ from finenet.models.baselines.warping import backwarp, pad_to
 NAMES = ["superslomo", "dain"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These networks run many tiny ops: on a shared 2-core machine, two OpenMP threads waiting on
-    each other made this file ~7x slower than one thread (72 s vs 11 s at load 8)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 
 def smooth_image(h: int, w: int, shift_x: float = 0.0, shift_y: float = 0.0) -> torch.Tensor:

@@ -95,18 +95,25 @@ def test_ablation_switches_change_the_network(window):
     assert isinstance(no_foc.align.offset[0], PlainOffset) and no_foc.heat is None
     no_lm = build("enhance", **{**BRANCH, "landmarks": False})
     assert isinstance(no_lm.align.offset[0], FOC) and no_lm.heat is None
-    # without landmarks the heatmaps are not read at all
+    # without landmarks the heatmaps are not read at all: no gradient path, and NaN heatmaps
+    # leave the output finite
     h = heat.clone().requires_grad_(True)
     out, _ = no_lm(shared, h)
-    assert not out.requires_grad or h.grad is None
+    assert out.requires_grad and torch.autograd.grad(out.sum(), h, allow_unused=True) == (None,)
+    poisoned = torch.full_like(heat, float("nan"))
+    assert torch.isfinite(no_lm(shared, poisoned)[0]).all()
     with_lm = build("enhance", **BRANCH)
     a = with_lm(shared, heat)[0]
     b = with_lm(shared, torch.zeros_like(heat))[0]
     assert torch.allclose(a, b)          # offset convs start at zero: heatmaps cannot act yet
     torch.nn.init.normal_(with_lm.align.dcn[0].conv_offset.weight, std=0.1)
-    a = with_lm(shared, heat)[0]
+    h = heat.clone().requires_grad_(True)
+    a = with_lm(shared, h)[0]
     b = with_lm(shared, torch.zeros_like(heat))[0]
     assert not torch.allclose(a, b)                       # heatmaps change the output
+    (grad,) = torch.autograd.grad(a.sum(), h)
+    assert grad.abs().sum() > 0                           # through a gradient path
+    assert torch.isnan(with_lm(shared, poisoned)[0]).any()  # and NaN heatmaps reach the output
 
 
 def test_dcn_offsets_start_at_zero_and_stay_bounded(caplog):

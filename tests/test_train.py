@@ -215,8 +215,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process(data_dir, tmp_path):
     single = workdir(data_dir, tmp_path / "single")
     train(single, "predeblur")
     ddp = workdir(data_dir, tmp_path / "ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-           "29517", "-m", "finenet", "train", "predeblur"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "finenet", "train", "predeblur"]          # --standalone: a free port, not a fixed one
     out = subprocess.run(cmd, cwd=ddp, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
