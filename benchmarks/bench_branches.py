@@ -5,7 +5,7 @@ one opens the model up on the same frames. Per case (the same held-out clips, si
 ``bench_deblur_quality``'s ``degrade`` with the same ``--seed`` and case name), every frame is cut
 to the model's face crop (``data.crop_size``) on the sharp frames' face track (dlib boxes smoothed as
 the ``sample`` stage does), degraded and sharp alike, and the degraded crops go through FineNet
-with landmarks found as ``finenet deblur`` finds them (``finenet.deblur.crop_faces``). Scored on the
+with landmarks found as ``finenet deblur`` finds them (``finenet.deblur.tracking.crop_faces``). Scored on the
 crop (PSNR against the sharp crop, capped at 60 dB): the pre-deblur front end, the enhancement
 branch (E), the interpolation branch (I) and FineNet's output, per group of frames: left sharp,
 mildly blurred (``blur.p_mild``: a short kernel), fully blurred. Also the share of frames where the
@@ -16,7 +16,7 @@ bench's first release, the interpolation branch fell 10-16 dB below the input on
 frames between heavily blurred ones, and the two-way blend followed it). And the ceiling of any
 model at this crop size: the *oracle*, the sharp crop's correction (sharp crop - degraded crop)
 pasted back into the degraded frame as ``finenet deblur`` pastes FineNet's
-(``finenet.deblur.paste``), scored on the frame's face region (the sharp frame's dlib box x
+(``finenet.deblur.paste.paste``), scored on the frame's face region (the sharp frame's dlib box x
 ``data.crop_margin``, as the end-to-end benchmark): what a perfect deblur at ``data.crop_size``
 would gain there.
 
@@ -53,7 +53,7 @@ def group_of(deg) -> str:
 
 def crops_and_heatmaps(images, windows, params, marks):
     """(degraded crops (T,S,S,3) uint8, model inputs (T,3,S,S) and heatmaps (T,68,h,h) as tensors)."""
-    from finenet.deblur import crop_faces
+    from finenet.deblur.tracking import crop_faces
 
     d, lm = params["data"], params["landmarks"]
     frames = [SimpleNamespace(image=im, window=w, segment=0) for im, w in zip(images, windows)]
@@ -67,7 +67,7 @@ def run_case(case, sources, face, marks, model, params, args) -> dict:
     import torch
 
     from finenet.data.embedded import resize_frames
-    from finenet.deblur import crop_near
+    from finenet.deblur.tracking import crop_near
     from finenet.face.crop import smooth_boxes
 
     d = params["data"]
@@ -102,8 +102,9 @@ def run_case(case, sources, face, marks, model, params, args) -> dict:
 
 def oracle_face_psnr(sharp, degraded, truth, windows, boxes, params) -> list[tuple[float, float]]:
     """Per frame: the face region's PSNR of the degraded frame, and of it with the sharp crop's
-    correction pasted back (``finenet.deblur.paste``): a perfect deblur at the crop size."""
-    from finenet.deblur import crop_near, paste
+    correction pasted back (``finenet.deblur.paste.paste``): a perfect deblur at the crop size."""
+    from finenet.deblur.paste import paste
+    from finenet.deblur.tracking import crop_near
 
     d = params["data"]
     out = []

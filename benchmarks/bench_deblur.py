@@ -80,7 +80,8 @@ def pick_models(params: dict, scratch: Path) -> tuple[Path, str]:
     import torch
 
     from finenet.checkpoint import save_model
-    from finenet.deblur import NETS, load_finenet
+    from finenet.deblur import load_finenet
+    from finenet.release import NETS
     from finenet.models import build
     from finenet.train import net_config, run_name
 

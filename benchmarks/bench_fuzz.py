@@ -400,11 +400,11 @@ def small_models(root: Path) -> tuple[Path, Path]:
     import torch
     import yaml
 
-    from finenet import deblur
     from finenet.checkpoint import save_model
     from finenet.layout import model_file
     from finenet.models import build
     from finenet.params import ROOT, resolve
+    from finenet.release import NETS
     from finenet.train import net_config
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -412,7 +412,7 @@ def small_models(root: Path) -> tuple[Path, Path]:
     raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
     params = resolve(raw, "embedded")
     torch.manual_seed(0)
-    for net, variant in deblur.NETS:
+    for net, variant in NETS:
         arch, config = net_config(params, net, variant)
         model = build(arch, **config)
         if net == "combine":

@@ -785,7 +785,7 @@ def deblur_params(name: str, tmp: Path) -> tuple[Path, dict, str]:
 def untrained_models(params: dict, root: Path) -> Path:
     """``finenet deblur``'s four models, untrained, of the exact configuration ``params`` gives."""
     from finenet.checkpoint import save_model
-    from finenet.deblur import NETS
+    from finenet.release import NETS
     from finenet.layout import model_file
     from finenet.models import build
     from finenet.train import net_config

@@ -20,7 +20,8 @@ PER_CLIP = ("sample", "blur", "heatmaps")
 
 def _doc(name: str) -> str:
     """The first line of ``finenet.<name>``'s docstring, read without importing it (torch...)."""
-    tree = ast.parse((Path(__file__).parent / f"{name}.py").read_text())
+    module = Path(__file__).parent / f"{name}.py"
+    tree = ast.parse((module if module.is_file() else module.with_suffix("") / "__init__.py").read_text())
     return (ast.get_docstring(tree) or "").strip().splitlines()[0]
 
 

@@ -32,18 +32,19 @@ import numpy as np
 import pytest
 import torch
 
-from finenet import deblur
+from finenet import deblur, video_io
 from finenet.checkpoint import save_model
 from finenet.cli import main
 from finenet.data.video import read_video
 from finenet.layout import model_file
 from finenet.models import build
 from finenet.params import resolve
+from finenet.release import NETS
 from finenet.train import net_config
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 FACE = 16          # face frames at the start of the main clip ...
-BLACK = 8          # ... then black frames (more than deblur.MAX_GAP: they pass through)
+BLACK = 8          # ... then black frames (more than deblur.tracking.MAX_GAP: they pass through)
 SMALL_MODEL = dict(feat=8, groups=2, extract_blocks=1, recon_blocks=1, heatmap_ch=4, max_offset=4.0,
                    combine_feat=4, combine_blocks=1)
 
@@ -133,7 +134,7 @@ def small(tmp_path_factory, raw_params, params_writer):
     params = resolve(raw, "embedded")
     root = tmp_path_factory.mktemp("deblur")
     torch.manual_seed(0)
-    for net, variant in deblur.NETS:
+    for net, variant in NETS:
         arch, config = net_config(params, net, variant)
         model = build(arch, **config)
         if net == "combine":
@@ -155,7 +156,7 @@ def reuse_detectors(detector, monkeypatch):
     def make(upsample: int = 1):
         return detector if upsample == detector.upsample else DlibDetector(upsample)
 
-    monkeypatch.setattr(deblur, "DlibDetector", make)
+    monkeypatch.setattr(deblur.model, "DlibDetector", make)
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +173,7 @@ def deblurred(main_clip, small, tmp_path_factory, detector):
     """The main clip (with audio) through the CLI; (exit status, input frames, output frames, path)."""
     out = tmp_path_factory.mktemp("out") / "talk_sharp.mp4"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(deblur, "DlibDetector", lambda upsample=1: detector)
+        mp.setattr(deblur.model, "DlibDetector", lambda upsample=1: detector)
         rc = main(["deblur", str(main_clip["audio"]), "-o", str(out), "--checkpoint", str(small["models"]),
                    "--params", str(small["params_file"]), "--device", "cpu"])
     frames_in, _ = read_video(main_clip["audio"])
@@ -250,7 +251,7 @@ def test_odd_yuv420p_is_padded_by_one_repeated_row_and_column(tmp_path, carphone
     video, out, summary, err = deblur_odd(tmp_path, carphone, small, encode, capfd, "yuv420p", ".mkv")
     assert summary["size"] == [177, 143] and summary["output_size"] == [178, 144]
     assert summary["input_pix_fmt"] == summary["pix_fmt"] == "yuv420p"
-    assert summary["crf"] == deblur.DEFAULT_CRF and summary["preset"] == deblur.DEFAULT_PRESET
+    assert summary["crf"] == video_io.DEFAULT_CRF and summary["preset"] == video_io.DEFAULT_PRESET
     assert err == [f"finenet: note: {video}: 177x143 padded to 178x144 (yuv420p needs an even width "
                    f"and height; last column/row repeated)"], err
     frames, _ = read_video(out)
@@ -325,17 +326,17 @@ def test_streaming_buffer_does_not_grow_with_length(tmp_path, carphone, small, e
         assert summary["frames"] == summary["deblurred"] == n
         peaks.append((summary["buffer_peak_total"], summary["buffer_peak"]))
     assert peaks[0] == peaks[1]
-    radius = math.ceil(deblur.TRUNCATE * small["params"]["data"]["box_smoothing"])
-    assert peaks[1][0] <= deblur.MAX_GAP + radius + 1 + deblur.NUM_FRAMES
+    radius = math.ceil(deblur.tracking.TRUNCATE * small["params"]["data"]["box_smoothing"])
+    assert peaks[1][0] <= deblur.tracking.MAX_GAP + radius + 1 + deblur.tracking.NUM_FRAMES
 
 
 def test_gaps_are_bridged_or_passed_through():
     """Short runs without a face are interpolated; longer ones pass through."""
-    stats = deblur.BufferStats()
+    stats = deblur.tracking.BufferStats()
     boxes = [np.array([0, 0, 10, 10.0]), None, None, np.array([10, 0, 20, 10.0])] + [None] * 7 + \
             [np.array([0, 0, 10, 10.0])]
-    frames = [deblur.Frame(i, np.zeros((1, 1, 3), np.uint8), box=b) for i, b in enumerate(boxes)]
-    out = list(deblur.bridge_gaps(iter(frames), 5, stats))
+    frames = [deblur.tracking.Frame(i, np.zeros((1, 1, 3), np.uint8), box=b) for i, b in enumerate(boxes)]
+    out = list(deblur.tracking.bridge_gaps(iter(frames), 5, stats))
     assert [f.index for f in out] == list(range(len(boxes)))
     assert np.allclose(out[1].track, [10 / 3, 0, 10 + 10 / 3, 10])
     assert all(f.track is None for f in out[4:11])
@@ -471,7 +472,7 @@ def test_a_truncated_input_fails_and_leaves_nothing(half_faststart, small, tmp_p
     """The damage is found only when decoding reaches it, with the frames before it already
     encoded into the temporary output: that is deleted, and no output appears."""
     temps, written = [], []
-    init, write = deblur.VideoSink.__init__, deblur.VideoSink.write
+    init, write = deblur.command.VideoSink.__init__, deblur.command.VideoSink.write
 
     def opening(self, path, *args, **kw):          # the temporary file the output goes to
         temps.append(Path(path))
@@ -481,8 +482,8 @@ def test_a_truncated_input_fails_and_leaves_nothing(half_faststart, small, tmp_p
         written.append(self.count)
         return write(self, *args)
 
-    monkeypatch.setattr(deblur.VideoSink, "__init__", opening)
-    monkeypatch.setattr(deblur.VideoSink, "write", counting)
+    monkeypatch.setattr(deblur.command.VideoSink, "__init__", opening)
+    monkeypatch.setattr(deblur.command.VideoSink, "write", counting)
     out = tmp_path / "out" / "sharp.mp4"
     capfd.readouterr()
     rc = main(["deblur", str(half_faststart), "-o", str(out), "--checkpoint", str(small["models"]),
@@ -523,7 +524,7 @@ def test_a_killed_runs_temporary_file_is_deleted_by_the_next_run(small, carphone
     folder.mkdir()
     run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(folder / "sharp.mp4"),
                             str(folder / "other.mp4")], stdout=subprocess.PIPE, text=True,
-                           cwd=Path(deblur.__file__).parents[1])
+                           cwd=Path(deblur.__file__).parents[2])
     try:
         held = [Path(name) for name in (run.stdout.readline().strip() for _ in range(2)) if name]
         assert len(held) == 2 and all(p.is_file() for p in held)

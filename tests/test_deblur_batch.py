@@ -32,8 +32,9 @@ from finenet import deblur
 from finenet.cli import main
 from finenet.video_io import VideoSource, encode_frames
 
-from test_deblur import (one_torch_thread, rendered_lines, reuse_detectors, small,  # noqa: F401
-                         temp_files)
+from test_deblur import rendered_lines, reuse_detectors, small, temp_files  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 
 def args(small) -> list[str]:
@@ -95,9 +96,9 @@ def folder_run(folder, small, detector, tmp_path_factory):
         return make_detectors(*a, **kw)
 
     with pytest.MonkeyPatch.context() as mp:       # module scope: no capfd, redirect instead
-        mp.setattr(deblur, "DlibDetector", lambda upsample=1: detector)
-        mp.setattr(deblur, "load_finenet", counted_model)
-        mp.setattr(deblur, "make_detectors", counted_detectors)
+        mp.setattr(deblur.model, "DlibDetector", lambda upsample=1: detector)
+        mp.setattr(deblur.model, "load_finenet", counted_model)
+        mp.setattr(deblur.model, "make_detectors", counted_detectors)
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             rc = main(["deblur", str(folder), "-o", str(out), "--compare", str(side),
@@ -245,7 +246,7 @@ def synthetic_frames(tracks: list[int | None], size: int = 16) -> list:
     gen = torch.Generator().manual_seed(0)
     frames = []
     for i, segment in enumerate(tracks):
-        f = deblur.Frame(i, np.zeros((size, size, 3), np.uint8))
+        f = deblur.tracking.Frame(i, np.zeros((size, size, 3), np.uint8))
         if segment is not None:
             f.segment, f.window = segment, np.array([size / 2, size / 2, size], np.float32)
             f.crop = torch.rand((3, size, size), generator=gen) * 0.8
@@ -259,9 +260,9 @@ def test_restore_batches_windows_in_order_and_holds_at_most_n_minus_1(batch):
     tracks = [0] * 7 + [None] * 2 + [1] * 5
     results, calls = {}, {}
     for n in (1, batch):
-        stats, model = deblur.BufferStats(), CentrePlus()
-        windows = deblur.five_frame_windows(iter(synthetic_frames(tracks)), stats)
-        results[n] = list(deblur.restore(windows, model, torch.device("cpu"), 16, stats, "models", n))
+        stats, model = deblur.tracking.BufferStats(), CentrePlus()
+        windows = deblur.tracking.five_frame_windows(iter(synthetic_frames(tracks)), stats)
+        results[n] = list(deblur.model.restore(windows, model, torch.device("cpu"), 16, stats, "models", n))
         calls[n] = model.calls
         assert stats.peak.get("batch", 0) == min(n, 7) - 1      # the windows waiting, at most n-1
         assert stats.deblurred == 12
@@ -292,8 +293,8 @@ def test_batch_4_gives_the_same_video_as_batch_1(gappy_clip, small, tmp_path):
     worst = max(int(np.abs(a.astype(int) - b).max()) for p, q in zip(one, four) for a, b in zip(p, q))
     assert worst == 0, worst                     # measured: identical (no float reduction differs)
     assert runs[4]["buffer_peak"]["batch"] == 3 and "batch" not in runs[1]["buffer_peak"]
-    radius = int(np.ceil(deblur.TRUNCATE * small["params"]["data"]["box_smoothing"]))
-    bound = deblur.MAX_GAP + radius + 1 + deblur.NUM_FRAMES
+    radius = int(np.ceil(deblur.tracking.TRUNCATE * small["params"]["data"]["box_smoothing"]))
+    bound = deblur.tracking.MAX_GAP + radius + 1 + deblur.tracking.NUM_FRAMES
     assert runs[1]["buffer_peak_total"] <= bound and runs[4]["buffer_peak_total"] <= bound + 3
 
 

@@ -19,14 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from finenet import compare as cmp
+from finenet.deblur import compare as cmp
 from finenet import deblur
 from finenet.cli import main
 from finenet.data.video import read_video
 from finenet.video_io import VideoSource, encode_frames
 
-from test_deblur import (odd_frames, one_torch_thread, probe, rendered_lines,  # noqa: F401
-                         reuse_detectors, small, temp_files)
+from test_deblur import odd_frames, probe, rendered_lines, reuse_detectors, small, temp_files  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 FRAMES = 8
 
@@ -57,7 +58,7 @@ def compared(clip, small, tmp_path_factory, detector):
     root = tmp_path_factory.mktemp("compared")
     runs = {}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(deblur, "DlibDetector", lambda upsample=1: detector)
+        mp.setattr(deblur.model, "DlibDetector", lambda upsample=1: detector)
         for name, extra in (("plain", []), ("labelled", ["--labels", "input,FineNet"])):
             out, side = root / f"{name}.mp4", root / f"{name}_side.mp4"
             rc = main(["deblur", str(clip), "-o", str(out), "--compare", str(side), "--checkpoint",

@@ -12,7 +12,9 @@ import pytest
 from finenet import deblur
 from finenet.face.tracker import MIN_IOU, Tracker, iou
 from finenet.video_io import VideoSource, encode_frames
-from test_deblur import one_torch_thread, reuse_detectors, small  # noqa: F401
+from test_deblur import reuse_detectors, small  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 from test_deblur_batch import planes
 
 
@@ -147,7 +149,7 @@ def test_two_real_faces_crossing_keep_their_ids(crossing, detector):
     """Each track's detections stay on its own face through the crossing: no swap, no merge, and
     the hidden face is carried through its misses rather than given a new ID."""
     frames, centres = crossing
-    tracker = Tracker(deblur.MAX_GAP)
+    tracker = Tracker(deblur.tracking.MAX_GAP)
     seen, counts = {}, []
     for i, frame in enumerate(frames):
         found = detector.detect_faces(frame)

@@ -23,8 +23,9 @@ from finenet import deblur
 from finenet.cli import main
 from finenet.video_io import Layout, VideoSource, encode_frames
 
-from test_deblur import (one_torch_thread, rendered_lines, reuse_detectors, small,  # noqa: F401
-                         remux_faststart, temp_files)
+from test_deblur import rendered_lines, reuse_detectors, small, remux_faststart, temp_files  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 
 def run_cli(src, out, small, capfd, *extra) -> tuple[int, list[str], str]:
@@ -251,7 +252,7 @@ def encode_apart(path: Path, frames: np.ndarray, codec: str) -> Path:
     libraries)."""
     np.save(path.with_suffix(".npy"), frames)
     subprocess.run([sys.executable, "-c", ENCODE, str(path), str(path.with_suffix(".npy")), codec],
-                   check=True, cwd=Path(deblur.__file__).parents[1])
+                   check=True, cwd=Path(deblur.__file__).parents[2])
     return path
 
 

@@ -24,7 +24,9 @@ import pytest
 
 from finenet.cli import main
 
-from test_deblur import one_torch_thread, reuse_detectors, small  # noqa: F401
+from test_deblur import reuse_detectors, small  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_fuzz as bf  # noqa: E402

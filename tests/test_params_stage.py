@@ -148,3 +148,18 @@ def test_going_back_to_trained_parameters_restores_from_the_run_cache(project):
     now = outputs(project)
     for path in ("models/predeblur/model.pt", "reports/train/predeblur.json"):
         assert now[path] == first[path], path
+
+
+@pytest.mark.parametrize("command", ["sample", "blur", "heatmaps", "pack", "evaluate", "report", "train",
+                                     "params", "plan", "deblur", "check"])
+def test_every_commands_help_runs_in_a_fresh_process(command):
+    """``finenet <command> --help`` for each command (the stages' help reads the docstrings of
+    modules and packages without importing them); a data stage's help imports no torch."""
+    probe = ("import sys; from finenet.cli import main\n"
+             "try:\n    main([sys.argv[1], '--help'])\nexcept SystemExit as exc:\n    code = exc.code\n"
+             "print('torch' in sys.modules, code, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe, command], capture_output=True, text=True, timeout=300)
+    torch_loaded, code = done.stderr.strip().splitlines()[-1].split()
+    assert code in ("0", "None") and f"finenet {command}" in done.stdout, done.stderr[-2000:]
+    if command in ("sample", "blur", "heatmaps", "params", "plan"):
+        assert torch_loaded == "False"

@@ -22,6 +22,7 @@ from finenet.checkpoint import load_model, load_state, save_model, save_state
 from finenet.errors import FineNetError
 from finenet.models import build
 from finenet.params import resolve
+from finenet.release import NETS
 
 
 def md5(path) -> str:
@@ -309,7 +310,6 @@ def test_deblur_keeps_a_variable_frame_rate_clips_duration(tmp_path, carphone, r
     one warning line, and the output keeps the source timestamps (before: 0.8 s)."""
     import av
 
-    from finenet import deblur
     from finenet.cli import main
 
     raw = copy.deepcopy(raw_params)
@@ -318,7 +318,7 @@ def test_deblur_keeps_a_variable_frame_rate_clips_duration(tmp_path, carphone, r
     raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
     params = resolve(raw, "embedded")
     torch.manual_seed(0)
-    for net, variant in deblur.NETS:
+    for net, variant in NETS:
         arch, config = train.net_config(params, net, variant)
         save_model(tmp_path / "models" / train.run_name(net, variant) / "model.pt", arch, config,
                    build(arch, **config))

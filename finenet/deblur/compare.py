@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FineNetError
-from .video_io import Layout, Picture, VideoSink, temp_output
+from ..errors import FineNetError
+from ..video_io import Layout, Picture, VideoSink, temp_output
 
 LABEL_BAR = 0.06          # label bar height, as a fraction of the frame height ...
 LABEL_BAR_MIN = 16        # ... and at least this many pixels (always even)

@@ -13,7 +13,7 @@
   not read).
 - ``--compare CMPDIR``: a folder, one comparison video per input, ``CMPDIR/<output name>``; it
   may be neither DIR nor OUTDIR (the same names would collide).
-- Each video goes through ``finenet.deblur.run`` as ``finenet deblur FILE -o OUTDIR/NAME`` would
+- Each video goes through ``finenet.deblur.command.run`` as ``finenet deblur FILE -o OUTDIR/NAME`` would
   run it (written atomically: a failed video leaves nothing). A bad video (any ``FineNetError``,
   or an unexpected error, named by its type) fails that video only; the rest go on. Bad options,
   a bad checkpoint, DIR or OUTDIR stop at once, before any video, with one line.
@@ -34,9 +34,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .errors import FineNetError
-from .video_io import CONTAINERS, input_suffixes, parse_encoding
+from ..atomic import atomic_path
+from ..errors import FineNetError
+from ..video_io import CONTAINERS, input_suffixes, parse_encoding
 
 SUMMARY = "deblur_summary.json"
 
@@ -121,13 +121,13 @@ def run_folder(params: dict, source, output, checkpoint=None, device: str = "aut
     """Deblur every video of the folder ``source`` into the folder ``output`` (module docstring);
     returns the summary (also in ``output/deblur_summary.json``), or raises the one-line
     ``FineNetError`` naming ``source`` when any video failed."""
-    from . import deblur
     from .compare import parse_labels
-    from .train import pick_device
+    from ..train import pick_device
+    from . import command, model
 
     source, output = Path(source), Path(output)
     parse_encoding(crf, lossless, preset)            # bad options: one line before any work
-    deblur.parse_batch(batch)
+    command.parse_batch(batch)
     parse_labels(labels, compare)
     dev = pick_device(device, "--device")
     videos, others = list_videos(source)
@@ -141,7 +141,7 @@ def run_folder(params: dict, source, output, checkpoint=None, device: str = "aut
     for other in others:
         note(f"finenet: note: {other}: skipped (not a video: its suffix is not one of "
              f"{', '.join(sorted(input_suffixes()))})")
-    loaded = deblur.load(params, checkpoint, dev)
+    loaded = model.load(params, checkpoint, dev)
     make_folder(output, "output")
     if compare is not None:
         make_folder(compare, "comparison")
@@ -161,7 +161,7 @@ def run_folder(params: dict, source, output, checkpoint=None, device: str = "aut
             else:
                 target, side = output / name, (compare / name if compare is not None else None)
                 try:
-                    summary = deblur.run(params, video, target, checkpoint, device, progress,
+                    summary = command.run(params, video, target, checkpoint, device, progress,
                                          crf=crf, lossless=lossless, preset=preset, compare=side,
                                          labels=labels, batch=batch, faces=faces, tta=tta, loaded=loaded)
                 except Exception as exc:           # this video only; KeyboardInterrupt stops all
