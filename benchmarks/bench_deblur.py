@@ -83,7 +83,8 @@ def pick_models(params: dict, scratch: Path) -> tuple[Path, str]:
     from finenet.deblur import load_finenet
     from finenet.release import NETS
     from finenet.models import build
-    from finenet.train import net_config, run_name
+    from finenet.layout import run_name
+    from finenet.models.config import net_config
 
     try:
         load_finenet("models", params, torch.device("cpu"))

@@ -405,7 +405,7 @@ def small_models(root: Path) -> tuple[Path, Path]:
     from finenet.models import build
     from finenet.params import ROOT, resolve
     from finenet.release import NETS
-    from finenet.train import net_config
+    from finenet.models.config import net_config
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["model"].update(SMALL_MODEL)

@@ -18,7 +18,7 @@ from common import write_result
 from finenet.models import build
 from finenet.models.shared import shared_features
 from finenet.params import load_params
-from finenet.train import net_config
+from finenet.models.config import net_config
 
 
 def timed(fn, repeats: int, sync) -> float:

@@ -338,7 +338,8 @@ def step_probe(workdir: Path, run: str, batch: int, flops: bool, timed: bool = T
     from finenet.data.store import set_file
     from finenet.data.windows import WindowDataset
     from finenet.models import build
-    from finenet.train import Trainee, frozen_inputs, net_config, step_on
+    from finenet.models.config import net_config
+    from finenet.train import Trainee, frozen_inputs, step_on
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

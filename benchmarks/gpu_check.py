@@ -274,9 +274,9 @@ FINENET = (("predeblur", None), ("enhance", "full"), ("interp", "full"), ("combi
 
 def nets_of(params: dict, only=None) -> dict:
     """FineNet's networks for ``params`` (all four, or those named in ``only``), untrained, as
-    ``finenet.train.net_config`` configures them."""
+    ``finenet.models.config.net_config`` configures them."""
     from finenet.models import build
-    from finenet.train import net_config
+    from finenet.models.config import net_config
 
     out = {}
     for net, variant in FINENET:
@@ -297,7 +297,7 @@ def build_finenet(params: dict):
 
 def build_edvr(params: dict):
     from finenet.models import build
-    from finenet.train import net_config
+    from finenet.models.config import net_config
 
     arch, config = net_config(params, "edvr", None)
     return build(arch, **config)
@@ -552,7 +552,8 @@ FROZEN = {"predeblur": [], "enhance": ["predeblur"], "interp": ["predeblur"],
 def make_trainee(params: dict, net: str, dev: torch.device):
     """The network, the frozen ones it trains on (untrained here) and its loss, as finenet.train."""
     from finenet.models import build
-    from finenet.train import Trainee, net_config
+    from finenet.models.config import net_config
+    from finenet.train import Trainee
 
     variant = {"predeblur": None, "enhance": "full", "interp": "full", "combine": "late"}[net]
     arch, config = net_config(params, net, variant)
@@ -788,7 +789,7 @@ def untrained_models(params: dict, root: Path) -> Path:
     from finenet.release import NETS
     from finenet.layout import model_file
     from finenet.models import build
-    from finenet.train import net_config
+    from finenet.models.config import net_config
 
     torch.manual_seed(0)
     for net, variant in NETS:
@@ -899,7 +900,8 @@ def ddp_worker(args) -> None:
 
     import torch.distributed as dist
 
-    from finenet.train import pick_device, step_on
+    from finenet.device import pick_device
+    from finenet.train import step_on
 
     cuda = args.device == "cuda"
     if not cuda:

@@ -49,7 +49,7 @@ from .models.combine import fuse
 from .models.shared import shared_features
 from .layout import DEFAULT as LAYOUT, model_path
 from .temporal import REPORT_SCALE, Flows, TemporalInputError
-from .train import pick_device
+from .device import pick_device
 
 EVAL, METRICS, SAMPLES = LAYOUT.eval, LAYOUT.metrics, LAYOUT.eval_samples
 TEMPORAL, CLIPS = LAYOUT.eval_temporal, LAYOUT.eval_clips

@@ -40,55 +40,15 @@ from .atomic import atomic_path
 from .checkpoint import content_digest, load_model, load_state, save_model, save_state
 from .data.store import SETS, set_file
 from .data.windows import WindowDataset
+from .device import pick_device
 from .errors import FineNetError
+from .layout import CHECKPOINTS, NETS, TRAIN_REPORTS, model_path, run_name
 from .losses import branch_loss, combine_loss
 from .metrics import psnr
 from .models import build
 from .models.combine import LateFusion, fuse
+from .models.config import net_config
 from .models.shared import shared_features
-
-# run names and artifact paths: finenet/layout.py (imported here under their old names too)
-from .layout import CHECKPOINTS, MODELS, NETS, TRAIN_REPORTS, model_path, run_name  # noqa: F401
-
-
-def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
-    """(architecture name, its constructor config) for a network and variant."""
-    if net not in NETS:
-        if net not in params["baselines"]:
-            raise FineNetError("finenet train", f"unknown network '{net}' ({', '.join(NETS)} or a "
-                                                f"baseline: {', '.join(params['baselines'])})")
-        config = {k: v for k, v in params["baselines"][net].items() if k not in TRAINING_OPTIONS}
-        if net == "edvr":   # a fair protocol, by construction: FineNet's widths, depth, stride, offsets
-            m = params["model"]
-            config = dict(feat=m["feat"], num_frames=params["loader"]["num_frames"], groups=m["groups"],
-                          levels=m["levels"], extract_blocks=m["extract_blocks"], recon_blocks=m["recon_blocks"],
-                          input_stride=m["input_stride"], max_offset=m["max_offset"], **config)
-        return net, config
-    m = params["model"]
-    if net != "predeblur":
-        variants = params["variants"][net]
-        if variant not in variants:
-            raise FineNetError("--variant", f"'{variant}' is not a {net} variant ({', '.join(variants)})")
-        m = {**m, **variants[variant]}
-    common = dict(feat=m["feat"], input_stride=m["input_stride"])
-    if net == "predeblur":
-        return "predeblur", dict(common, levels=m["levels"], extract_blocks=m["extract_blocks"])
-    branch = dict(common, num_frames=params["loader"]["num_frames"], groups=m["groups"], levels=m["levels"],
-                  max_offset=m["max_offset"], foc=m["foc"], landmarks=m["foc"] and m["landmarks"],
-                  heatmap_ch=m["heatmap_ch"], heatmap_level=m["heatmap_level"], recon_blocks=m["recon_blocks"])
-    if net == "enhance":
-        return "enhance", branch
-    if net == "interp":
-        return "interp", dict(branch, interp_frames=m["interp_frames"])
-    if m["fusion"] == "late":
-        return "combine_late", dict(feat=m["combine_feat"], blocks=m["combine_blocks"],
-                                    num_frames=params["loader"]["num_frames"])
-    return "combine_early", dict(feat=m["feat"], blocks=m["recon_blocks"],
-                                 num_frames=params["loader"]["num_frames"], input_stride=m["input_stride"])
-
-
-# keys of a baseline's params that configure its training, not its constructor
-TRAINING_OPTIONS = ("pretrained_predeblur",)
 
 
 def warm_start(params: dict, net: str) -> Path | None:
@@ -107,19 +67,6 @@ def frozen_inputs(net: str) -> list[Path]:
     if net in ("enhance", "interp"):
         return [model_path("predeblur")]
     return [model_path("predeblur"), model_path("enhance", "full"), model_path("interp", "full")]
-
-
-def pick_device(name: str, where: str = "train.device") -> torch.device:
-    """``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``; under torchrun, this rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name != "cpu" and not name.startswith("cuda"):
-        raise FineNetError(where, f"unknown device '{name}' (auto, cpu or cuda)")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise FineNetError(where, "CUDA requested but no GPU is available")
-    if name.startswith("cuda") and dist.is_initialized():
-        name = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return torch.device(name)
 
 
 class StepBatches(torch.utils.data.Sampler):

@@ -40,7 +40,7 @@ from finenet.layout import model_file
 from finenet.models import build
 from finenet.params import resolve
 from finenet.release import NETS
-from finenet.train import net_config
+from finenet.models.config import net_config
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 FACE = 16          # face frames at the start of the main clip ...

@@ -9,14 +9,14 @@ Two probes, each where it is exact:
   when it is iterated or copied). What it notes must lie inside the stage's declared keys (or
   ``dag.NO_EFFECT``). It sees the code paths this sample takes; a branch it does not take (the
   VoxCeleb2 / 300VW / YouTube adapters, the fan detector) is not seen.
-- **Perturbation**, for the network configuration builder ``train.net_config`` (which merges the
+- **Perturbation**, for the network configuration builder ``models.config.net_config`` (which merges the
   variant over ``model`` with ``{**m, **variant}``: a copy, which recording cannot see through):
   each leaf of the resolved parameters is changed in turn, and a leaf that changes the
   (architecture, config) of a network / variant / baseline must be declared for it. Every network,
   every variant and every baseline of params.yaml, on the embedded and the paper profile.
 
 Two reads are taken out of the recording on purpose: ``train.fingerprint`` hashes all of ``train``
-and ``loader`` (it only decides whether a checkpoint may be resumed) and ``train.net_config``
+and ``loader`` (it only decides whether a checkpoint may be resumed) and ``models.config.net_config``
 (probed by perturbation).
 """
 
@@ -132,6 +132,7 @@ def tiny(raw: dict) -> None:
 def reads(tmp_path_factory):
     """{(stage, key): the key paths its run() read}, from one tiny run of every stage but report."""
     from finenet import blur, evaluate, heatmaps, pack, sample, train
+    from finenet.models.config import net_config
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     tiny(raw)
@@ -141,7 +142,7 @@ def reads(tmp_path_factory):
     os.symlink(ROOT / "data" / "external", work / "data" / "external")
 
     mp = pytest.MonkeyPatch()
-    fingerprint, net_config = train.fingerprint, train.net_config
+    fingerprint = train.fingerprint
     mp.setattr(train, "fingerprint", lambda p, *a: fingerprint(plain(p), *a))
     mp.setattr(train, "net_config", lambda p, *a: net_config(plain(p), *a))
     mp.chdir(work)
@@ -223,7 +224,7 @@ def runs(params):
 
 @pytest.mark.parametrize("profile", ["embedded", "paper"])
 def test_network_configs_depend_only_on_declared_keys(profile):
-    from finenet.train import net_config
+    from finenet.models.config import net_config
 
     params = {k: v for k, v in load_params(ROOT / "params.yaml", profile).items() if k != "profiles"}
     base = {(stage, key): net_config(params, net, variant) for stage, key, net, variant in runs(params)}

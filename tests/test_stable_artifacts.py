@@ -20,7 +20,9 @@ import torch
 from finenet import train
 from finenet.checkpoint import load_model, load_state, save_model, save_state
 from finenet.errors import FineNetError
+from finenet.layout import model_path, run_name
 from finenet.models import build
+from finenet.models.config import net_config
 from finenet.params import resolve
 from finenet.release import NETS
 
@@ -59,9 +61,9 @@ def test_fingerprint_sees_upstream_weights_not_file_bytes(tmp_path, monkeypatch,
     monkeypatch.chdir(tmp_path)
     params = resolve(copy.deepcopy(raw_params))
     config, model = tiny_predeblur()
-    upstream = train.model_path("predeblur")
+    upstream = model_path("predeblur")
     save_model(upstream, "predeblur", config, model, fingerprint="up")
-    arch, cfg = train.net_config(params, "enhance", "full")
+    arch, cfg = net_config(params, "enhance", "full")
     before = train.fingerprint(params, "enhance", "full", arch, cfg)
 
     # the same weights and metadata, saved by torch.save to a file: other bytes (zip folder name)
@@ -141,7 +143,7 @@ def test_num_frames_seven_is_usable_and_a_baseline_must_agree(raw_params):
                         for k, v in raw["baselines"].items()}
     resolve(copy.deepcopy(raw))                                   # interp reads t-2 .. t+2 of 7
     for net in ("enhance", "interp"):                             # and the networks build
-        arch, cfg = train.net_config(resolve(copy.deepcopy(raw)), net, "full")
+        arch, cfg = net_config(resolve(copy.deepcopy(raw)), net, "full")
         build(arch, **cfg)
     raw["baselines"]["edvr"]["num_frames"] = 5
     with pytest.raises(FineNetError, match=r"baselines\.edvr\.num_frames: 5 differs from loader.num_frames \(7\)"):
@@ -319,8 +321,8 @@ def test_deblur_keeps_a_variable_frame_rate_clips_duration(tmp_path, carphone, r
     params = resolve(raw, "embedded")
     torch.manual_seed(0)
     for net, variant in NETS:
-        arch, config = train.net_config(params, net, variant)
-        save_model(tmp_path / "models" / train.run_name(net, variant) / "model.pt", arch, config,
+        arch, config = net_config(params, net, variant)
+        save_model(tmp_path / "models" / run_name(net, variant) / "model.pt", arch, config,
                    build(arch, **config))
     src = tmp_path / "face.mkv"
     with av.open(str(src), "w") as c:

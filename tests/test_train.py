@@ -132,7 +132,7 @@ def test_the_model_kept_is_the_one_best_on_validation(data_dir, tmp_path):
 
 def test_edvr_starts_from_the_pretrained_predeblur_with_finenets_settings(data_dir, tmp_path):
     from finenet.params import load_params
-    from finenet.train import net_config
+    from finenet.models.config import net_config
 
     run = workdir(data_dir, tmp_path / "run")
     raw = yaml.safe_load((run / "params.yaml").read_text())

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from .compare import CompareSink, check_compare, parse_labels, temp_outputs
 from ..errors import FineNetError
 from ..params import DEFAULT_PARAMS
-from ..train import pick_device
+from ..device import pick_device
 from ..video_io import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
                        VideoSource, output_format, parse_encoding, remove_stale_temps)
 from .model import TTA, Loaded, load, restore_residuals

@@ -122,7 +122,7 @@ def run_folder(params: dict, source, output, checkpoint=None, device: str = "aut
     returns the summary (also in ``output/deblur_summary.json``), or raises the one-line
     ``FineNetError`` naming ``source`` when any video failed."""
     from .compare import parse_labels
-    from ..train import pick_device
+    from ..device import pick_device
     from . import command, model
 
     source, output = Path(source), Path(output)

@@ -18,7 +18,7 @@ from ..face.heatmap import FLIP_68
 from ..layout import model_file
 from ..models.finenet import FineNet
 from ..release import NETS, installed, verify
-from ..train import net_config
+from ..models.config import net_config
 from .paste import paste
 from .tracking import STALL, BufferStats
 
