@@ -48,7 +48,7 @@ snakemake: setup
 	$(BIN)/snakemake --cores 2
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25   # the slowest tests listed: where the suite's time goes
 
 # the CI metric check: the whole DAG on the `ci` profile, metrics against reports/reference/
 check: setup
