@@ -418,23 +418,25 @@ LOCKED = re.compile(r"cannot be locked|LockException|Unable to acquire lock|rwlo
 INCOMPLETE = re.compile(r"IncompleteFilesException|--rerun-incomplete|incomplete", re.I)
 
 
-def recover(work: Path, engine: str, targets: list[str]) -> tuple[bool, list[str], str]:
-    """The plain re-run, and for Snakemake what the README documents after a kill (``--unlock``,
-    then ``--rerun-incomplete``): (succeeded, the commands run, the last failure's tail)."""
-    cmd = command(engine, targets)
-    steps, done = [" ".join([Path(cmd[0]).name, *map(str, cmd[1:])])], run(cmd, work)
-    log = done.stdout + done.stderr
-    if done.returncode != 0 and engine == "snakemake":
+def recover(work: Path, engine: str, targets: list[str], attempts: int = 4) -> tuple[bool, list[str], str]:
+    """The plain re-run, and for Snakemake what it asks for after a kill, in the order it asks
+    (the README's recovery): ``snakemake --unlock`` when the directory is locked, ``--rerun-incomplete``
+    when it names incomplete files (it checks those before it takes its lock, so a killed run can
+    need both), then the same command again: (succeeded, the commands run, the last failure's tail)."""
+    cmd, extra, steps = command(engine, targets), [], []
+    for _ in range(attempts):
+        done = run([*cmd, *extra], work)
+        steps.append(" ".join([Path(cmd[0]).name, *map(str, cmd[1:]), *extra]))
+        log = done.stdout + done.stderr
+        if done.returncode == 0 or engine != "snakemake":
+            break
         if LOCKED.search(log):
             run([BIN / "snakemake", "--unlock"], work, check=True)
             steps.append("snakemake --unlock")
-            done = run(cmd, work)
-            log = done.stdout + done.stderr
-            steps.append(steps[0])
-        if done.returncode != 0 and INCOMPLETE.search(log):
-            done = run([*cmd, "--rerun-incomplete"], work)
-            log = done.stdout + done.stderr
-            steps.append(steps[0] + " --rerun-incomplete")
+        elif INCOMPLETE.search(log) and not extra:
+            extra = ["--rerun-incomplete"]
+        else:
+            break
     return done.returncode == 0, steps, "" if done.returncode == 0 else tail(log)
 
 

@@ -8,6 +8,7 @@ picture of what the data looks like (``reports/figures/data_preview.png``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -27,16 +28,31 @@ SUMMARY = REPORTS / "data_summary.json"
 PREVIEW = REPORTS / "figures" / "data_preview.png"
 
 
+def check_chunk_index(ds) -> None:
+    """Every chunk of a chunked dataset is in its index, where it belongs. A damaged index entry
+    (a flipped bit in a chunk's coordinates) makes HDF5 read that chunk as the fill value, zeros,
+    without a word: an index that does not cover the dataset's chunk grid exactly is an error."""
+    if ds.chunks is None:
+        return
+    grid = set(itertools.product(*(range(0, n, c) for n, c in zip(ds.shape, ds.chunks))))
+    found = {ds.id.get_chunk_info(i).chunk_offset for i in range(ds.id.get_num_chunks())}
+    if found != grid:
+        raise ValueError(f"dataset {ds.name}: its chunk index does not cover the data "
+                         f"({len(grid - found)} of {len(grid)} chunks missing)")
+
+
 def read_through(group, block: int = 16) -> int:
     """Read every dataset of ``group`` to its end, ``block`` frames at a time; the bytes read.
 
     The shards' chunks are deflate-compressed, and zlib checks each one's Adler-32 when it
     inflates it, so a flipped bit or a torn write inside the pixel data fails here, at packing
-    time, instead of in a training run hours later."""
+    time, instead of in a training run hours later; a damaged chunk index too
+    (``check_chunk_index``)."""
     total = 0
     for ds in group.values():
         if not isinstance(ds, h5py.Dataset):
             continue
+        check_chunk_index(ds)
         for start in range(0, max(len(ds), 1) if ds.shape else 1, block):
             total += ds[start:start + block].nbytes if ds.shape else np.asarray(ds[()]).nbytes
     return total

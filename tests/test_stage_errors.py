@@ -62,7 +62,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 from finenet import cli
 from finenet.atomic import atomic_path
-def run(params, clip=None):
+def run(params, clip=None, plan=None):
     with atomic_path({str(target)!r}) as tmp, open(tmp, "wb") as fh:
         fh.write(bytes(1 << 16))
 import finenet.blur
@@ -130,3 +130,33 @@ def test_a_flipped_bit_in_a_shards_pixels_is_one_line_naming_it_when_packed(tmp_
         pack.shard_row(spec)
     msg = str(info.value)
     assert msg.startswith(f"{path}: unreadable HDF5 shard (") and "\n" not in msg
+
+
+def test_a_shard_whose_chunk_index_misses_a_chunk_is_refused_when_packed(tmp_path, monkeypatch):
+    """A chunk the index does not list reads back as zeros without an error (what a flipped bit
+    in a chunk's coordinates in the index does, found by the fault suite): pack refuses it."""
+    import h5py
+
+    from finenet import pack
+    from finenet.data.clips import ClipSpec
+    from finenet.data.store import shard_path
+
+    monkeypatch.chdir(tmp_path)
+    spec = ClipSpec(clip_id="c0", set="train", dataset="embedded", source="x")
+    path = shard_path("c0")
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        g = f.create_group("c0")
+        g.create_dataset("status", data=np.zeros(8, np.uint8))
+        g.create_dataset("kernel", data=np.full((8, 3), 5.0), chunks=(8, 3), compression="gzip")
+        lm = g.create_dataset("landmarks", shape=(8, 68, 2), dtype=np.float32, chunks=(1, 68, 2),
+                              compression="gzip")
+        for t in (0, 1, 3, 4, 5, 6, 7):                      # frame 2's chunk never written
+            lm[t] = np.full((68, 2), 18.0, np.float32)
+    with h5py.File(path, "r") as f:
+        assert (f["c0/landmarks"][2] == 0).all()            # read back silently as zeros
+    with pytest.raises(FineNetError) as info:
+        pack.shard_row(spec)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: unreadable HDF5 shard (dataset /c0/landmarks: its chunk index") \
+        and "1 of 8 chunks missing" in msg and "\n" not in msg
