@@ -52,6 +52,21 @@ def test_a_webm_whose_frames_stop_short_of_its_duration_is_refused(webm, tmp_pat
     one_line_refusal(damaged, capfd, "truncated or corrupt video: its 7 frames end at 0.28 s, the file declares 0.40 s")
 
 
+def test_a_webm_that_decodes_as_one_frame_is_refused(webm, tmp_path, capfd):
+    """A zeroed stretch (the fuzzer's case 32): decord reads 1 of the 10 frames, no error; the
+    end-vs-declared check ran from 2 frames up only."""
+    data = bytearray(webm.read_bytes())
+    data[int(0.2 * len(data)):int(0.8 * len(data))] = bytes(int(0.8 * len(data)) - int(0.2 * len(data)))
+    damaged = tmp_path / "zeroed.webm"
+    damaged.write_bytes(bytes(data))
+    one_line_refusal(damaged, capfd, "truncated or corrupt video: its 1 frame ends at 0.04 s, the file declares 0.40 s")
+
+
+def test_a_one_frame_video_reads(tmp_path, carphone, capfd):
+    frames, _ = read_video(encode_frames(tmp_path / "one.webm", carphone[:1], codec="libvpx"))
+    assert len(frames) == 1 and capfd.readouterr().err == ""
+
+
 def test_a_truncated_webm_is_refused_without_decords_log(webm, tmp_path, capfd):
     damaged = tmp_path / "half.webm"
     damaged.write_bytes(webm.read_bytes()[: int(0.7 * webm.stat().st_size)])

@@ -102,12 +102,13 @@ def _check_reaches_end(path: Path, reader, n: int, fps: float) -> None:
             first, last = reader.get_frame_timestamp(0)[0], reader.get_frame_timestamp(n - 1)[1]
     except Exception:
         return
-    covered = float(last - first)
-    if n < 2 or covered <= 0:          # no usable frame times (some muxers leave them 0): cannot tell
+    covered = float(last - first)      # one frame: its own start to end
+    if covered <= 0:                   # no usable frame times (some muxers leave them 0): cannot tell
         return
     slack = 1.5 / fps + (0 if own else 0.5)
     if covered + slack < declared:
-        raise FineNetError(path, f"truncated or corrupt video: its {n} frames end at {covered:.2f} s, "
+        frames = "1 frame ends" if n == 1 else f"{n} frames end"
+        raise FineNetError(path, f"truncated or corrupt video: its {frames} at {covered:.2f} s, "
                                  f"the file declares {declared:.2f} s")
     slots = round(covered * fps)
     if n < SHORT_OF_SLOTS * slots:        # the end is there, a stretch before it is not
