@@ -414,23 +414,31 @@ def copy_from(ref: dict, base: Path, name: str, restart_at: str | None, alone: b
 
 # --- recovery ---------------------------------------------------------------------------------
 
+DVC_RWLOCK = re.compile(r"Unable to read RWLock-file")     # DVC killed while writing .dvc/tmp/rwlock
 LOCKED = re.compile(r"cannot be locked|LockException|Unable to acquire lock|rwlock|is being used by another", re.I)
 INCOMPLETE = re.compile(r"IncompleteFilesException|--rerun-incomplete|incomplete", re.I)
 
 
 def recover(work: Path, engine: str, targets: list[str], attempts: int = 4) -> tuple[bool, list[str], str]:
-    """The plain re-run, and for Snakemake what it asks for after a kill, in the order it asks
-    (the README's recovery): ``snakemake --unlock`` when the directory is locked, ``--rerun-incomplete``
-    when it names incomplete files (it checks those before it takes its lock, so a killed run can
-    need both), then the same command again: (succeeded, the commands run, the last failure's tail)."""
+    """The plain re-run, and what the engine asks for after a kill, in the order it asks (the
+    README's recovery): for Snakemake ``snakemake --unlock`` when the directory is locked,
+    ``--rerun-incomplete`` when it names incomplete files (it checks those before it takes its
+    lock, so a killed run can need both); for DVC, removing ``.dvc/tmp/rwlock`` when a kill
+    left it unreadable (DVC was killed while writing it); then the same command again:
+    (succeeded, the commands run, the last failure's tail)."""
     cmd, extra, steps = command(engine, targets), [], []
     for _ in range(attempts):
         done = run([*cmd, *extra], work)
         steps.append(" ".join([Path(cmd[0]).name, *map(str, cmd[1:]), *extra]))
         log = done.stdout + done.stderr
-        if done.returncode == 0 or engine != "snakemake":
+        if done.returncode == 0:
             break
-        if LOCKED.search(log):
+        if engine == "dvc":
+            if not DVC_RWLOCK.search(log):
+                break
+            (work / ".dvc" / "tmp" / "rwlock").unlink()     # what DVC's docs say: no DVC is running
+            steps.append("rm .dvc/tmp/rwlock")
+        elif LOCKED.search(log):
             run([BIN / "snakemake", "--unlock"], work, check=True)
             steps.append("snakemake --unlock")
         elif INCOMPLETE.search(log) and not extra:
