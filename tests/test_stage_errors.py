@@ -74,89 +74,86 @@ sys.exit(cli.main(["blur", "--params", {str(ROOT / 'params.yaml')!r}]))
     assert list(target.parent.iterdir()) == []
 
 
-def test_a_truncated_shard_is_one_line_naming_it_when_packed(tmp_path, monkeypatch):
+@pytest.fixture
+def shard(tmp_path, monkeypatch):
+    """``make(frames)``: a one-clip shard ``c0`` in ``tmp_path`` (the working folder) with the fields
+    ``pack`` reads (status, kernel), open for writing more: ``with make(8) as group: ...``;
+    returns (its ClipSpec, its path) as ``make.spec``, ``make.path``."""
+    import contextlib
+
     import h5py
 
-    from finenet import pack
     from finenet.data.clips import ClipSpec
     from finenet.data.store import shard_path
 
     monkeypatch.chdir(tmp_path)
-    spec = ClipSpec(clip_id="c0", set="train", dataset="embedded", source="x")
-    path = shard_path("c0")
-    path.parent.mkdir(parents=True)
-    with h5py.File(path, "w") as f:
-        g = f.create_group("c0")
-        g.create_dataset("status", data=np.zeros(64, np.uint8))
-        g.create_dataset("kernel", data=np.full((64, 3), 5.0), chunks=(8, 3), compression="gzip")
-        g.create_dataset("blurry", data=np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), np.uint8),
-                         chunks=(1, 32, 32, 3), compression="gzip")
-    assert pack.shard_row(spec)["frames"] == 64
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+
+    @contextlib.contextmanager
+    def make(frames: int):
+        make.path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(make.path, "w") as f:
+            g = f.create_group("c0")
+            g.create_dataset("status", data=np.zeros(frames, np.uint8))
+            g.create_dataset("kernel", data=np.full((frames, 3), 5.0), chunks=(8, 3), compression="gzip")
+            yield g
+
+    make.spec = ClipSpec(clip_id="c0", set="train", dataset="embedded", source="x")
+    make.path = shard_path("c0")
+    return make
+
+
+def refused_naming(spec, path) -> str:
+    from finenet import pack
+
     with pytest.raises(FineNetError) as info:
         pack.shard_row(spec)
     msg = str(info.value)
     assert msg.startswith(f"{path}: unreadable HDF5 shard (") and "\n" not in msg
+    return msg
 
 
-def test_a_flipped_bit_in_a_shards_pixels_is_one_line_naming_it_when_packed(tmp_path, monkeypatch):
+def test_a_truncated_shard_is_one_line_naming_it_when_packed(shard):
+    from finenet import pack
+
+    with shard(64) as g:
+        g.create_dataset("blurry", data=np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), np.uint8),
+                         chunks=(1, 32, 32, 3), compression="gzip")
+    assert pack.shard_row(shard.spec)["frames"] == 64
+    data = shard.path.read_bytes()
+    shard.path.write_bytes(data[: len(data) // 2])
+    refused_naming(shard.spec, shard.path)
+
+def test_a_flipped_bit_in_a_shards_pixels_is_one_line_naming_it_when_packed(shard):
     """pack reads every dataset through: a bit flipped inside a compressed frame (which the
     manifest's own fields never touch) fails at packing time, naming the shard."""
     import h5py
 
     from finenet import pack
-    from finenet.data.clips import ClipSpec
-    from finenet.data.store import shard_path
 
-    monkeypatch.chdir(tmp_path)
-    spec = ClipSpec(clip_id="c0", set="train", dataset="embedded", source="x")
-    path = shard_path("c0")
-    path.parent.mkdir(parents=True)
     pixels = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), np.uint8)
-    with h5py.File(path, "w") as f:
-        g = f.create_group("c0")
-        g.create_dataset("status", data=np.zeros(8, np.uint8))
-        g.create_dataset("kernel", data=np.full((8, 3), 5.0), chunks=(8, 3), compression="gzip")
+    with shard(8) as g:
         g.create_dataset("blurry", data=pixels, chunks=(1, 32, 32, 3), compression="gzip")
         offset, size = g["blurry"].id.get_chunk_info(5).byte_offset, g["blurry"].id.get_chunk_info(5).size
-    assert pack.shard_row(spec)["frames"] == 8
-    data = bytearray(path.read_bytes())
+    assert pack.shard_row(shard.spec)["frames"] == 8
+    data = bytearray(shard.path.read_bytes())
     data[offset + size // 2] ^= 0x10
-    path.write_bytes(bytes(data))
-    with h5py.File(path, "r") as f:                 # what pack read before: still fine
+    shard.path.write_bytes(bytes(data))
+    with h5py.File(shard.path, "r") as f:           # what pack read before: still fine
         assert len(f["c0/status"][:]) == 8 and f["c0/kernel"][:].shape == (8, 3)
-    with pytest.raises(FineNetError) as info:
-        pack.shard_row(spec)
-    msg = str(info.value)
-    assert msg.startswith(f"{path}: unreadable HDF5 shard (") and "\n" not in msg
+    refused_naming(shard.spec, shard.path)
 
 
-def test_a_shard_whose_chunk_index_misses_a_chunk_is_refused_when_packed(tmp_path, monkeypatch):
+def test_a_shard_whose_chunk_index_misses_a_chunk_is_refused_when_packed(shard):
     """A chunk the index does not list reads back as zeros without an error (what a flipped bit
     in a chunk's coordinates in the index does, found by the fault suite): pack refuses it."""
     import h5py
 
-    from finenet import pack
-    from finenet.data.clips import ClipSpec
-    from finenet.data.store import shard_path
-
-    monkeypatch.chdir(tmp_path)
-    spec = ClipSpec(clip_id="c0", set="train", dataset="embedded", source="x")
-    path = shard_path("c0")
-    path.parent.mkdir(parents=True)
-    with h5py.File(path, "w") as f:
-        g = f.create_group("c0")
-        g.create_dataset("status", data=np.zeros(8, np.uint8))
-        g.create_dataset("kernel", data=np.full((8, 3), 5.0), chunks=(8, 3), compression="gzip")
+    with shard(8) as g:
         lm = g.create_dataset("landmarks", shape=(8, 68, 2), dtype=np.float32, chunks=(1, 68, 2),
                               compression="gzip")
         for t in (0, 1, 3, 4, 5, 6, 7):                      # frame 2's chunk never written
             lm[t] = np.full((68, 2), 18.0, np.float32)
-    with h5py.File(path, "r") as f:
+    with h5py.File(shard.path, "r") as f:
         assert (f["c0/landmarks"][2] == 0).all()            # read back silently as zeros
-    with pytest.raises(FineNetError) as info:
-        pack.shard_row(spec)
-    msg = str(info.value)
-    assert msg.startswith(f"{path}: unreadable HDF5 shard (dataset /c0/landmarks: its chunk index") \
-        and "1 of 8 chunks missing" in msg and "\n" not in msg
+    msg = refused_naming(shard.spec, shard.path)
+    assert "dataset /c0/landmarks: its chunk index" in msg and "1 of 8 chunks missing" in msg
