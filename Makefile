@@ -61,6 +61,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_encode.py
 	$(BIN)/python benchmarks/bench_deblur_quality.py
 	$(BIN)/python benchmarks/bench_repro.py
+	$(BIN)/python benchmarks/bench_plan.py
 
 # the bench tier (finenet/bench.py): the default sample trained to convergence, 3 training seeds,
 # into reports/bench/ (bench/dvc.yaml; resumes a killed run); needs the default pipeline's data
