@@ -8,7 +8,7 @@ from snakemake.utils import min_version, validate
 from finenet import dag
 from finenet.data.clips import plan_clips, plan_file, write_plan
 from finenet.layout import DEFAULT as LAYOUT, training_runs
-from finenet.params import resolve
+from finenet.params import SCHEMA, resolve
 
 min_version("9.0")
 
@@ -17,7 +17,7 @@ configfile: "params.yaml"
 
 
 PARAMS = resolve(config)  # profile merged; same schema as finenet.params uses
-validate(PARAMS, "workflow/schemas/params.schema.yaml")
+validate(PARAMS, str(SCHEMA))  # the package's schema (finenet/schemas/)
 PROFILE = PARAMS["profile"]
 PLAN = plan_clips(PARAMS)  # the datasets listed once, here; per-clip jobs read it back (--plan)
 SPECS = {c.clip_id: c.to_dict() for c in PLAN}  # each clip's plan entry

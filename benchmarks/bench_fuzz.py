@@ -33,7 +33,8 @@ Targets, per case:
 - ``sample_reader``: ``finenet.data.video.read_video`` (decord; what the ``sample`` stage reads
   with) called in a forked child (so that a crash or a hang is recorded, not suffered). Classes:
   ``frames`` (frames returned, as many as the clean clip has), ``refused`` (one-line
-  ``FineNetError``); holes: ``frames_short`` / ``frames_more`` (another frame count, no word),
+  ``FineNetError``), ``frames_warned`` (frames returned with the reader's one ``finenet: <file>:
+  warning:`` line, e.g. frames missing inside); holes: ``frames_short`` / ``frames_more`` (another frame count, no word),
   ``exception`` (another exception type), ``messy_refusal`` (a multi-line message),
   ``frames_with_stray_log`` / ``refused_with_stray_log`` (lines on stderr besides: decord's own
   log), ``crash``, ``hang``.
@@ -87,7 +88,8 @@ KINDS = ("flip_container", "flip_bitstream", "truncate", "cut_range", "append_ju
 SMALL_MODEL = dict(feat=8, groups=2, extract_blocks=1, recon_blocks=1, heatmap_ch=4, max_offset=4.0,
                    combine_feat=4, combine_blocks=1)            # as tests/test_deblur.py
 DEBLUR_OK = ("ok", "ok_warned", "refused")
-READER_OK = ("frames", "refused")
+READER_OK = ("frames", "frames_warned", "refused")
+WARNING_LINE = re.compile(r"^finenet: .+: warning: ")   # the reader's own warning (finenet/data/video.py)
 MEMORY_LIMIT = 8 << 30           # address space of a deblur child
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 PROGRESS = re.compile(r"^deblur .*(\||frame)")   # a tqdm bar (``deblur <name>: ...``)
@@ -539,12 +541,18 @@ def read_forked(path: Path, limits: Limits | None = None) -> tuple[str, object, 
 
 def classify_reader(result, clean: dict) -> tuple[str, str]:
     what, value, extra = result
-    noise = f"; and on stderr: {' | '.join(extra)[:200]}" if what in ("returned", "refused") and extra else ""
+    extra = extra or []
+    warned = [line for line in extra if what == "returned" and WARNING_LINE.match(line)]
+    stray = [line for line in extra if line not in warned]
+    noise = f"; and on stderr: {' | '.join(stray)[:200]}" if what in ("returned", "refused") and stray else ""
     if what == "returned":
         n = value[0]
-        if n == clean["frames"]:
+        if n == clean["frames"] and not warned:
             return ("frames_with_stray_log" if noise else "frames"), f"{n} frames {value[1]}x{value[2]}{noise}"
-        return ("frames_short" if n < clean["frames"] else "frames_more"), \
+        if warned and not noise:            # another frame count, or the same, with the reader's word
+            return "frames_warned", f"{n} frames returned (the clean clip has {clean['frames']}); {warned[0][:200]}"
+        return ("frames_short" if n < clean["frames"] else "frames_more" if n > clean["frames"]
+                else "frames_with_stray_log"), \
             f"{n} frames returned, the clean clip has {clean['frames']}; no error{noise}"
     if what == "refused":
         if "\n" in value:

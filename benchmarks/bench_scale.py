@@ -338,7 +338,7 @@ def step_probe(workdir: Path, run: str, batch: int, flops: bool, timed: bool = T
     from finenet.data.store import set_file
     from finenet.data.windows import WindowDataset
     from finenet.models import build
-    from finenet.models.config import net_config
+    from finenet.models.config import learning_rate, net_config
     from finenet.train import Trainee, frozen_inputs, step_on
 
     torch.set_num_threads(threads)
@@ -369,9 +369,9 @@ def step_probe(workdir: Path, run: str, batch: int, flops: bool, timed: bool = T
         tp, fp32 = params["train"], contextlib.nullcontext()
         t0 = time.perf_counter()
         if critic is not None:            # one critic step before the generator's, as training does
-            step_on(torch.optim.Adam(critic.parameters(), lr=tp["lr"]), lambda: trainee(batch, critic=True),
+            step_on(torch.optim.Adam(critic.parameters(), lr=learning_rate(params, net)), lambda: trainee(batch, critic=True),
                     critic.parameters(), tp, fp32)
-        step_on(torch.optim.Adam(params_main, lr=tp["lr"]), lambda: trainee(batch), params_main, tp, fp32)
+        step_on(torch.optim.Adam(params_main, lr=learning_rate(params, net)), lambda: trainee(batch), params_main, tp, fp32)
         out["s_per_step"] = round(time.perf_counter() - t0, 2)
         out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if flops:

@@ -569,6 +569,7 @@ def make_trainee(params: dict, net: str, dev: torch.device):
 
 def train_steps(params: dict, net: str, dev: torch.device, batch: int, size: int, budget: Budget,
                 warmup: int, repeats: int, bf16: bool, reserve: float = 5.0, strict: bool = False) -> dict:
+    from finenet.models.config import learning_rate
     from finenet.train import step_on
 
     tp = params["train"]
@@ -576,7 +577,7 @@ def train_steps(params: dict, net: str, dev: torch.device, batch: int, size: int
     reset_peak(dev)
     trainee, model = make_trainee(params, net, dev)
     data = to_device(synthetic_batch(params, batch, size, seed=7), dev)
-    opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], betas=tuple(tp["betas"]))
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate(params, net), betas=tuple(tp["betas"]))
     amp = autocast_for(dev, bf16)
     losses = []
 
@@ -901,6 +902,7 @@ def ddp_worker(args) -> None:
     import torch.distributed as dist
 
     from finenet.device import pick_device
+    from finenet.models.config import learning_rate
     from finenet.train import step_on
 
     cuda = args.device == "cuda"
@@ -917,7 +919,7 @@ def ddp_worker(args) -> None:
     trainee, model = make_trainee(params, "enhance", dev)
     reference = copy.deepcopy(trainee) if rank == 0 else None
     ddp = torch.nn.parallel.DistributedDataParallel(trainee, device_ids=[dev.index] if cuda else None)
-    opt = torch.optim.Adam(model.parameters(), lr=tp["lr"], betas=tuple(tp["betas"]))
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate(params, "enhance"), betas=tuple(tp["betas"]))
     amp = autocast_for(dev, cuda)
     total = args.batch * world
     lo, hi = rank * total // world, (rank + 1) * total // world     # as finenet.train.StepBatches
@@ -935,7 +937,7 @@ def ddp_worker(args) -> None:
         if step == 0:        # the averaged, clipped gradients against one process on the whole batch
             mine = torch.cat([q.grad.flatten().float() for q in model.parameters() if q.grad is not None])
             if rank == 0:
-                ref_opt = torch.optim.Adam(reference.model.parameters(), lr=tp["lr"], betas=tuple(tp["betas"]))
+                ref_opt = torch.optim.Adam(reference.model.parameters(), lr=learning_rate(params, "enhance"), betas=tuple(tp["betas"]))
                 whole = to_device(full, dev)
                 step_on(ref_opt, lambda: reference(whole), reference.model.parameters(), tp, amp)
                 ref = torch.cat([q.grad.flatten().float() for q in reference.model.parameters()

@@ -44,6 +44,7 @@ PROFILE = "bench"
 RUNS = Path("runs") / PROFILE                 # one working directory per training seed
 OUT = report.Outputs(Path("reports") / PROFILE)
 MANIFEST = OUT.root / "manifest.json"
+TRAINING = OUT.tables / "training"            # .csv/.md: every network's training summary per seed
 # what the data stages read: the bench profile must leave these as the default pipeline has them
 DATA_KEYS = ("seed", "data", "blur", "landmarks")
 TRAIN_RULES = (*runs.TRAIN_RULES, "evaluate")
@@ -66,7 +67,7 @@ def bench_params(params_file=DEFAULT_PARAMS) -> dict:
 
 def prepare(seed: int, params_file=DEFAULT_PARAMS) -> Path:
     """The seed's working directory: params.yaml (profile bench, this train.seed), data linked."""
-    return runs.prepare(seed_dir(seed), PROFILE, {"seed": seed}, params_file)
+    return runs.prepare(seed_dir(seed), PROFILE, {"train": {"seed": seed}}, params_file)
 
 
 def targets(params: dict) -> list[str]:
@@ -155,6 +156,38 @@ def seed_differences(frames: pd.DataFrame, params: dict) -> tuple[str, pd.DataFr
     return md, tables.rounded(pd.DataFrame(out))
 
 
+SUMMARY_FIELDS = ("lr", "iterations", "best_step", "val_psnr_best", "val_psnr_final", "first_loss", "final_loss")
+
+
+def training_table(params: dict, seeds) -> tuple[str, pd.DataFrame]:
+    """Every network's training summary, seed by seed (each seed's ``reports/train/<run>.json``,
+    less its wall time): what the seed spread of a validation score (the sweep's "seed sd") and a
+    convergence check read, kept with the report because the run folders are not committed."""
+    rows = []
+    for net, variant in training_runs(params["variants"], params["baselines"]):
+        for s in seeds:
+            path = seed_dir(s) / Layout().train_summary(net, variant)
+            if not path.is_file():
+                raise FineNetError(path, f"training summary not found: seed {s} has not finished")
+            summary = json.loads(path.read_text())
+            rows.append({"run": run_name(net, variant), "seed": s,
+                         **{k: summary.get(k) for k in SUMMARY_FIELDS}})
+    table = pd.DataFrame(rows, columns=["run", "seed", *SUMMARY_FIELDS])
+    lines = []
+    for run, part in table.groupby("run", sort=False):
+        best = part.val_psnr_best.astype(float)
+        lr = part.lr.iloc[0]
+        lines.append([f"`{run}`", "—" if pd.isna(lr) else f"{lr:g}", str(int(part.iterations.iloc[0])),
+                      *(f"{v:.2f} @ {int(step)}" for v, step in zip(best, part.best_step)),
+                      f"{best.mean():.2f} ± {best.std(ddof=1) if len(best) > 1 else 0:.2f}"])
+    md = ("# Training, seed by seed\n\n"
+          "Each network's learning rate, its steps (late fusion: with its keep model's solo phase), "
+          "and per training seed its best validation PSNR (dB) @ the step it was reached (the "
+          "checkpoint kept); then mean ± sd over seeds.\n\n"
+          + tables.markdown(["Network", "lr", "steps", *(f"seed {s}" for s in seeds), "mean ± sd"], lines))
+    return md, tables.rounded(table)
+
+
 def manifest(params: dict, seeds) -> dict:
     """Each seed's trained models by content digest (weights + metadata), so a release model can
     be checked against the run that produced the committed numbers."""
@@ -179,6 +212,9 @@ def aggregate(params: dict) -> None:
     md, csv = seed_differences(frames, params)
     report.write_text(OUT.tables / "seed_differences.md", md)
     report.write_csv(OUT.tables / "seed_differences.csv", csv)
+    md, csv = training_table(params, seeds)
+    report.write_text(TRAINING.with_suffix(".md"), md)
+    report.write_csv(TRAINING.with_suffix(".csv"), csv)
     with atomic_path(MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest(params, seeds), indent=2) + "\n")
 

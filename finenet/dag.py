@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "finenet"
 DVC_YAML = "dvc.yaml"
 PARAMS_YAML = "params.yaml"
-SCHEMA = "workflow/schemas/params.schema.yaml"
+SCHEMA = "finenet/schemas/params.schema.yaml"
 BUILD = L.build_params.as_posix()          # build/params.yaml
 ENTRY = "finenet.cli"                      # `finenet <stage>`: the console script's module
 KEY = "{key}"                              # the foreach key / the rule's wildcard
@@ -61,15 +61,15 @@ PLAN = ("seed", "data.embedded.enabled", *(f"data.embedded.{s}" for s in EMBEDDE
         "data.voxceleb", "data.vw300", "data.youtube")      # the adapters' sections: all plan keys
 
 # the training loop (finenet.train.run), every network
-TRAIN = ("train.seed", "train.device", "train.threads", "train.batch_size", "train.lr", "train.betas",
+TRAIN = ("train.seed", "train.device", "train.threads", "train.batch_size", "train.betas",
          "train.min_lr_ratio", "train.grad_clip", "train.sharp_centres", "train.validation",
          "loader.num_frames", "loader.patch_size", "loader.flip")
 FRONTEND = ("model.feat", "model.input_stride", "model.levels", "model.extract_blocks")
 BRANCH = ("model.feat", "model.input_stride", "model.groups", "model.levels", "model.max_offset",
           "model.foc", "model.landmarks", "model.heatmap_ch", "model.heatmap_level", "model.recon_blocks")
-COMBINE = ("model.fusion", "model.combine_feat", "model.combine_blocks", "train.keep_weight",
-           "train.keep_cost", "train.judge_steps",                # late fusion
-           "model.feat", "model.recon_blocks", "model.input_stride")   # early fusion
+COMBINE = ("model.fusion", "model.combine_feat", "model.combine_blocks", "model.combine_predeblur", "model.blend_gain",
+           "model.keep_gain", "train.keep_weight", "train.keep_cost", "train.judge_steps",   # late fusion
+           "model.feat", "model.input_stride")   # early fusion (and combine_feat, combine_blocks)
 # one foreach template serves every baseline (DVC cannot give each item its own key list): the union
 # of what they read; EDVR is built with FineNet's widths, depth, stride and offsets (net_config)
 BASELINE = ("baselines.{key}", "model.feat", "model.groups", "model.levels", "model.extract_blocks",
@@ -146,7 +146,7 @@ def training_stage(net: str, frozen: tuple, comment: str | None = None) -> Stage
     return Stage(
         name=name, cmd=cmd, module="finenet.train", foreach=foreach, wildcard=wildcard, comment=comment,
         deps=(L.sets.as_posix(), L.shards.as_posix(), *frozen),
-        params=(*keys, f"train.iterations.{iterations}", *TRAIN),
+        params=(*keys, f"train.iterations.{iterations}", f"train.lr.{iterations}", *TRAIN),
         outs=(Out(L.model_path(*run).as_posix()),),
         metrics=(Out(L.train_summary(*run).as_posix(), UNCACHED),),
         plots=(Out(L.train_curve(*run).as_posix(), CURVE),

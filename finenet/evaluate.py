@@ -45,7 +45,6 @@ from .data.store import FIT_SETS, SETS
 from .data.windows import H5_ERRORS, REBUILD, ShardError, WindowDataset, check_group, h5_problem, open_set
 from .metrics import PSNR_CAP
 from .face.detectors import make_detector
-from .models.combine import fuse
 from .models.shared import shared_features
 from .layout import DEFAULT as LAYOUT, model_path
 from .temporal import REPORT_SCALE, Flows, TemporalInputError
@@ -87,13 +86,13 @@ class Methods:
         shared = shared_features(self.frontend, frames)
         out = {"blurry": frames[:, c], "predeblur": shared.predeblurred[:, c]}
         res = {key: m(shared, heat) for key, m in self.branches.items()}
-        out.update({f"{net}/{v}": r[0] for (net, v), r in res.items()})
-        for v in self.combiners:
-            out[f"finenet/{v}"] = fuse(self.combiners[v], res["enhance", "full"], res["interp", "full"], shared)
+        out.update({f"{net}/{v}": r.image for (net, v), r in res.items()})
+        for v, combiner in self.combiners.items():
+            out[f"finenet/{v}"] = combiner(res["enhance", "full"], res["interp", "full"], shared).image
         if "late" in self.combiners and heat_oracle is not None:
             enh = self.branches["enhance", "full"](shared, heat_oracle)
             inp = self.branches["interp", "full"](shared, heat_oracle)
-            out["finenet_oracle/late"] = fuse(self.combiners["late"], enh, inp, shared)
+            out["finenet_oracle/late"] = self.combiners["late"](enh, inp, shared).image
         out.update({name: m(frames, heat) for name, m in self.baselines.items()})
         return {k: v.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() for k, v in out.items()}
 

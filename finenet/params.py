@@ -12,7 +12,7 @@ import yaml
 from .errors import FineNetError
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
+SCHEMA = Path(__file__).parent / "schemas" / "params.schema.yaml"   # package data: any install
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -80,6 +80,12 @@ def _check_consistency(p: dict, where) -> None:
     for net in ("enhance", "interp"):
         if "full" not in p["variants"][net]:
             raise FineNetError(where, f"variants.{net} must define 'full' (the combiner is trained on it)")
+    for key, switches in [("model", p["model"])] + [(f"variants.{net}.{v}", {**p["model"], **sw})
+                                                    for net in ("enhance", "interp")
+                                                    for v, sw in p["variants"][net].items()]:
+        if switches["landmarks"] and not switches["foc"]:   # heatmaps enter the alignment via FOC only
+            raise FineNetError(where, f"{key}: landmarks: true needs foc: true (the heatmaps enter "
+                                      f"through FOC, paper Eq. 7); set landmarks: false with foc: false")
     lo, hi = p["data"]["embedded"]["video_scale"]
     if lo > hi:
         raise FineNetError(where, f"data.embedded.video_scale: lower bound {lo} > upper bound {hi}")
@@ -148,6 +154,12 @@ def resolve(raw: dict, profile: str | None = None, where="params.yaml") -> dict:
     if profile != "embedded" and profile not in profiles:
         raise FineNetError(where, f"profile '{profile}' is not 'embedded' nor a key of profiles "
                                   f"({', '.join(sorted(profiles)) or 'none defined'})")
-    merged = deep_merge(raw, profiles.get(profile, {}))
+    chosen = profiles.get(profile, {})
+    if isinstance(chosen.get("baselines"), dict) and isinstance(raw.get("baselines"), dict):
+        for name in chosen["baselines"]:          # a profile tunes the baselines, it does not add one
+            if name not in raw["baselines"]:
+                raise FineNetError(where, f"profiles.{profile}.baselines.{name}: not a baseline of the "
+                                          f"baselines section ({', '.join(raw['baselines']) or 'none'})")
+    merged = deep_merge(raw, chosen)
     merged["profile"] = profile
     return validate(merged, where)

@@ -15,7 +15,7 @@ import yaml
 
 from .atomic import atomic_path
 from .errors import FineNetError
-from .params import DEFAULT_PARAMS, ROOT
+from .params import DEFAULT_PARAMS, ROOT, deep_merge
 
 TRAIN_RULES = ("train_predeblur", "train_enhance", "train_interp", "train_combine", "train_baseline")
 
@@ -27,13 +27,13 @@ TRAIN_RULES = ("train_predeblur", "train_enhance", "train_interp", "train_combin
 CHECKSUM_LIMIT = "1GB"
 
 
-def prepare(work: Path, profile: str, train: dict, params_file=DEFAULT_PARAMS) -> Path:
-    """``work`` with a params.yaml (``profile`` selected, ``train`` merged into its profile's
-    ``train`` section) and ``data/`` linked to the default pipeline's; rewritten only on change."""
+def prepare(work: Path, profile: str, overrides: dict, params_file=DEFAULT_PARAMS) -> Path:
+    """``work`` with a params.yaml (``profile`` selected, ``overrides`` deep-merged into that
+    profile) and ``data/`` linked to the default pipeline's; rewritten only on change."""
     work.mkdir(parents=True, exist_ok=True)
     raw = yaml.safe_load(Path(params_file).read_text())
     raw["profile"] = profile
-    raw["profiles"][profile].setdefault("train", {}).update(train)
+    raw["profiles"][profile] = deep_merge(raw["profiles"][profile], overrides)
     text = yaml.safe_dump(raw, sort_keys=False)
     target = work / "params.yaml"
     if not target.is_file() or target.read_text() != text:

@@ -7,7 +7,7 @@ the val set (clips disjoint from train and test), one DVC experiment per learnin
     python -m finenet.sweep --summary               # the summary of the experiments (dvc exp show)
 
 An experiment (``sweep/dvc.yaml``'s ``sweep`` stage) trains, in ``runs/sweep/lr<lr>`` (the bench
-profile, ``train.lr`` = ``sweep.lr``, ``train.seed`` = ``sweep.seed``, ``data/`` linked to the
+profile, every rate in ``train.lr`` and every baseline's ``lr`` = ``sweep.lr``, ``train.seed`` = ``sweep.seed``, ``data/`` linked to the
 default pipeline's; ``finenet.runs``), the network each method is scored by: FineNet's pre-deblur,
 enhancement and interpolation branches and late-fusion combiner (``finenet.release.NETS``; an
 ablation variant trains at its network's rate) and every baseline, with Snakemake, training rules
@@ -38,6 +38,7 @@ from . import runs
 from .atomic import atomic_path
 from .errors import FineNetError
 from .layout import Layout, run_name
+from .models.config import learning_rate
 from .params import DEFAULT_PARAMS
 from .release import NETS as MAIN_RUNS       # the networks FineNet is made of (its main variants)
 
@@ -92,11 +93,18 @@ def write_json(path: Path, value) -> None:
         tmp.write_text(json.dumps(value, indent=2) + "\n")
 
 
+def swept(params: dict, lr: float, seed: int) -> dict:
+    """The overrides of a sweep run: every network (and every baseline, whatever rate the profile
+    gives it) at ``lr``, training seed ``seed``."""
+    return {"train": {"seed": seed, "lr": {k: lr for k in params["train"]["lr"]}},
+            "baselines": {name: {"lr": lr} for name in params["baselines"]}}
+
+
 def run_experiment(params: dict) -> dict:
     """One experiment: train the swept networks at ``sweep.lr``; write the metrics file."""
     sweep = params["sweep"]
     lr, seed = float(sweep["lr"]), int(sweep["seed"])
-    work = runs.prepare(work_dir(lr), PROFILE, {"lr": lr, "seed": seed})
+    work = runs.prepare(work_dir(lr), PROFILE, swept(params, lr, seed))
     runs.run_rules(work, targets(params), params["bench"]["cores"], what=f"sweep run at lr {lr:g}")
     result = {"lr": lr, "seed": seed, "profile": PROFILE, "runs": collect(work, params)}
     write_json(METRICS, result)
@@ -157,19 +165,23 @@ def pick(results: dict[float, dict]) -> dict:
 
 
 def bench_spread(params: dict) -> dict:
-    """Each swept network's seed-to-seed sd of its best validation PSNR in the bench tier's run
-    directories (None where fewer than two seeds have it)."""
-    from .bench import seed_dir
+    """Each swept network's seed-to-seed sd of its best validation PSNR in the bench tier (its
+    committed ``reports/bench/tables/training.csv``; None where fewer than two seeds have it, or
+    no bench report is there)."""
+    import pandas as pd
 
-    layout, out = Layout(), {}
+    from .bench import TRAINING
+
+    path = TRAINING.with_suffix(".csv")
+    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["run", "val_psnr_best"])
+    out = {}
     for net, v in swept_runs(params):
-        values = [json.loads(path.read_text())["val_psnr_best"] for s in params["bench"]["seeds"]
-                  if (path := seed_dir(s) / layout.train_summary(net, v)).is_file()]
-        out[run_name(net, v)] = round(float(np.std(values, ddof=1)), 4) if len(values) > 1 else None
+        values = table[table.run == run_name(net, v)].val_psnr_best.astype(float)
+        out[run_name(net, v)] = round(float(values.std(ddof=1)), 4) if len(values) > 1 else None
     return out
 
 
-def summary_markdown(table: dict, results: dict, spread: dict, train_lr: float) -> str:
+def summary_markdown(table: dict, results: dict, spread: dict, rates: dict) -> str:
     lrs = [f"{lr:g}" for lr in results]
     lines = ["# Learning-rate sweep", "",
              "`python -m finenet.sweep --summary` from the DVC experiments of `sweep/dvc.yaml` "
@@ -177,16 +189,17 @@ def summary_markdown(table: dict, results: dict, spread: dict, train_lr: float) 
              f"training seed {next(iter(results.values()))['seed']}), best validation PSNR (dB) on the val set; "
              "**bold**: the best rate. margin: best minus second best; seed sd: the sd of that network's "
              "best validation PSNR over the bench tier's training seeds (at its rate); a margin below it is "
-             f"within seed noise. The bench tier trains every network at `train.lr` = {train_lr:g}.", "",
-             "| network | " + " | ".join(f"lr {x}" for x in lrs) + " | best | margin | seed sd | best step |",
-             "|:--|" + "--:|" * len(lrs) + ":--|--:|--:|--:|"]
+             "within seed noise. bench lr: the rate the bench tier trains the network at (params.yaml: "
+             "`train.lr`, a baseline's own `lr`).", "",
+             "| network | " + " | ".join(f"lr {x}" for x in lrs) + " | best | margin | seed sd | best step | bench lr |",
+             "|:--|" + "--:|" * len(lrs) + ":--|--:|--:|--:|--:|"]
     for net, row in table.items():
         cells = [f"**{row['val_psnr'][x]:.2f}**" if float(x) == row["best_lr"] else
                  f"{row['val_psnr'][x]:.2f}" if x in row["val_psnr"] else "—" for x in lrs]
         sd = spread.get(net)
         lines.append(f"| `{net}` | " + " | ".join(cells) + f" | {row['best_lr']:g} | "
                      f"{row['margin_db']:+.2f} | {'—' if sd is None else f'{sd:.2f}'} | "
-                     f"{row['best_step']} of {row['iterations']} |")
+                     f"{row['best_step']} of {row['iterations']} | {rates[net]:g} |")
     names = ", ".join(f"`{r.get('name')}` (lr {lr:g})" for lr, r in results.items())
     lines += ["", f"Experiments: {names}."]
     return "\n".join(lines) + "\n"
@@ -227,12 +240,14 @@ def summarise(params: dict, show) -> dict:
     results = by_lr(experiments_from_show(show))
     table = pick(results)
     spread = bench_spread(params)
+    rates = {run_name(net, v): learning_rate(params, net) for net, v in swept_runs(params)}
     out = {"learning_rates": list(results), "experiments": {f"{lr:g}": r.get("name") for lr, r in results.items()},
-           "seed": next(iter(results.values()))["seed"], "train_lr": params["train"]["lr"],
-           "networks": {net: {**row, "bench_seed_sd": spread.get(net)} for net, row in table.items()}}
+           "seed": next(iter(results.values()))["seed"],
+           "networks": {net: {**row, "bench_seed_sd": spread.get(net), "bench_lr": rates[net]}
+                        for net, row in table.items()}}
     write_json(SUMMARY.with_suffix(".json"), out)
     with atomic_path(SUMMARY.with_suffix(".md")) as tmp:
-        tmp.write_text(summary_markdown(table, results, spread, params["train"]["lr"]))
+        tmp.write_text(summary_markdown(table, results, spread, rates))
     summary_figure(results, table, SUMMARY.with_suffix(".png"))
     return out
 

@@ -23,6 +23,7 @@ curve ``reports/train/<net>_<variant>.csv``, the validation curve ``…_val.csv`
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -43,11 +44,9 @@ from .data.windows import WindowDataset
 from .device import pick_device
 from .errors import FineNetError
 from .layout import CHECKPOINTS, NETS, TRAIN_REPORTS, model_path, run_name
-from .losses import branch_loss, combine_loss
 from .metrics import psnr
 from .models import build
-from .models.combine import LateFusion, fuse
-from .models.config import net_config
+from .models.config import learning_rate, net_config
 from .models.shared import shared_features
 
 
@@ -90,13 +89,19 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 class Trainee(torch.nn.Module):
-    """The network being trained, with the frozen ones it sits on, and its loss."""
+    """The network being trained, with the frozen ones it sits on. Every trainable network owns its
+    loss: ``model.loss(batch, *inputs, **options)``, where ``inputs`` are what the frozen networks
+    under it give (``inputs``) and ``options`` the training options its ``loss`` declares, of
+    ``blurred_only`` (the pre-deblur stage: ``train.sharp_centres``), ``keep_weight`` and
+    ``sharp_weight`` (late fusion's keep model: ``train.keep_weight``, ``train.keep_cost``)."""
 
     def __init__(self, net: str, model: torch.nn.Module, frozen: list[torch.nn.Module],
                  blurred_only: bool = False, keep_weight: float = 0.0, sharp_weight: float = 1.0):
         super().__init__()
-        self.net, self.model, self.blurred_only, self.keep_weight = net, model, blurred_only, keep_weight
-        self.sharp_weight = sharp_weight   # late fusion's keep loss: sharp frames weigh blurred/sharp
+        self.net, self.model = net, model
+        offered = {"blurred_only": blurred_only, "keep_weight": keep_weight, "sharp_weight": sharp_weight}
+        takes = inspect.signature(model.loss).parameters
+        self.options = {k: v for k, v in offered.items() if k in takes}
         self.phase = "main"      # "judge": late fusion's keep classifier alone (train.judge_steps)
         self.frozen = torch.nn.ModuleList(frozen).requires_grad_(False).eval()
 
@@ -105,30 +110,24 @@ class Trainee(torch.nn.Module):
         self.frozen.eval()
         return self
 
+    @torch.no_grad()
+    def inputs(self, frames: torch.Tensor, heat: torch.Tensor) -> list:
+        """What the frozen networks give the trained one: nothing (the pre-deblur stage, a
+        baseline); the front end's ``Shared`` features (a branch); both branches' outputs and the
+        features (a combiner)."""
+        if not self.frozen:
+            return []
+        shared = shared_features(self.frozen[0], frames)
+        if len(self.frozen) == 1:
+            return [shared]
+        return [self.frozen[1](shared, heat), self.frozen[2](shared, heat), shared]
+
     def forward(self, batch: dict, critic: bool = False) -> torch.Tensor:
-        frames, heat, target = batch["frames"], batch["heatmaps"], batch["target"]
-        if self.net == "combine" and self.phase == "judge":   # late fusion's keep model alone
-            return LateFusion.frame_loss(self.model.judge_logit(batch["whole"]),
-                                         ~batch["blurred"][:, frames.shape[1] // 2], self.sharp_weight)
-        if self.net not in NETS:      # a baseline: its own loss (or its critic's)
-            return self.model.critic_loss(batch) if critic else self.model.loss(batch)
-        if self.net == "predeblur":   # single-image deblurring on every (blurred) frame of the window
-            pred, sharp = self.model(frames.flatten(0, 1)), batch["sharp"].flatten(0, 1)
-            if self.blurred_only:     # frames left sharp weigh 0; the mean stays over all frames, so
-                w = batch["blurred"].flatten().to(pred.dtype).view(-1, 1, 1, 1)  # DDP ranks agree
-                pred, sharp = pred * w, sharp * w
-            return branch_loss(pred, sharp)
-        with torch.no_grad():
-            shared = shared_features(self.frozen[0], frames)
-        if self.net in ("enhance", "interp"):
-            return branch_loss(self.model(shared, heat)[0], target)
-        with torch.no_grad():
-            enh, inp = self.frozen[1](shared, heat), self.frozen[2](shared, heat)
-        if isinstance(self.model, LateFusion):   # do no harm: it also learns which frames are sharp
-            out, logit = self.model(enh[0], inp[0], shared.frames, with_logit=True, judged=batch["whole"])
-            sharp = ~batch["blurred"][:, shared.num_frames // 2]
-            return combine_loss(out, target) + self.keep_weight * LateFusion.frame_loss(logit, sharp, self.sharp_weight)
-        return combine_loss(fuse(self.model, enh, inp, shared), target)
+        if self.phase == "judge":     # late fusion's keep model alone
+            return self.model.judge_loss(batch, self.options["sharp_weight"])
+        if critic:                    # an adversarial baseline's critic
+            return self.model.critic_loss(batch)
+        return self.model.loss(batch, *self.inputs(batch["frames"], batch["heatmaps"]), **self.options)
 
     @torch.no_grad()
     def predict(self, frames: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
@@ -137,10 +136,10 @@ class Trainee(torch.nn.Module):
             return self.model(frames, heat)
         if self.net == "predeblur":
             return self.model(frames[:, frames.shape[1] // 2])
-        shared = shared_features(self.frozen[0], frames)
+        inputs = self.inputs(frames, heat)
         if self.net in ("enhance", "interp"):
-            return self.model(shared, heat)[0]
-        return fuse(self.model, self.frozen[1](shared, heat), self.frozen[2](shared, heat), shared)
+            return self.model(inputs[0], heat).image
+        return self.model(*inputs).image
 
 
 class Validation:
@@ -185,8 +184,8 @@ def fingerprint(params: dict, net: str, variant: str | None, arch: str, config: 
     # re-saved but weight-identical upstream model does not force a restart
     start = warm_start(params, net)
     deps += [content_digest(p) for p in [*frozen_inputs(net), *([start] if start else [])] if p.is_file()]
-    blob = json.dumps([net, variant, arch, config, params["train"], params["loader"]],
-                      sort_keys=True).encode()
+    blob = json.dumps([net, variant, arch, config, params["train"], params["loader"],
+                       learning_rate(params, net)], sort_keys=True).encode()   # a baseline's own lr too
     return hashlib.sha256(blob + b"".join(deps)).hexdigest()[:16]
 
 
@@ -250,9 +249,10 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     iterations += judge_steps
     critic = getattr(model, "critic", None)
     main_params = [p for n, p in model.named_parameters() if not (critic is not None and n.startswith("critic."))]
-    opts = [torch.optim.Adam(main_params, lr=tp["lr"], betas=tuple(tp["betas"]))]
+    lr = learning_rate(params, net)
+    opts = [torch.optim.Adam(main_params, lr=lr, betas=tuple(tp["betas"]))]
     if critic is not None:
-        opts.append(torch.optim.Adam(critic.parameters(), lr=tp["lr"], betas=tuple(tp["betas"])))
+        opts.append(torch.optim.Adam(critic.parameters(), lr=lr, betas=tuple(tp["betas"])))
     scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda s: cosine(s, iterations, tp["min_lr_ratio"]))
               for o in opts]
 
@@ -314,13 +314,13 @@ def run(params: dict, net: str, variant: str | None = None) -> dict:
     if rank == 0:
         model.load_state_dict(best["state"])        # the checkpoint best on validation
         result = finish(net, variant, arch, config, model, history, time.perf_counter() - start, fp,
-                        curve, best, validate.frames)
+                        curve, best, validate.frames, lr)
     if distributed:
         dist.barrier()
     return result
 
 
-def finish(net, variant, arch, config, model, history, seconds, fp, curve, best, val_frames) -> dict:
+def finish(net, variant, arch, config, model, history, seconds, fp, curve, best, val_frames, lr) -> dict:
     name = run_name(net, variant)
     tag = name.replace("/", "_")
     save_model(model_path(net, variant), arch, config, model, fingerprint=fp)
@@ -328,7 +328,7 @@ def finish(net, variant, arch, config, model, history, seconds, fp, curve, best,
     tail = losses[-max(1, len(losses) // 10):]
     result = {"network": net, "variant": variant, "arch": arch, "iterations": len(history),
               "parameters": int(sum(p.numel() for p in model.parameters())),
-              "first_loss": round(float(losses[:max(1, len(losses) // 10)].mean()), 5),
+              "lr": lr, "first_loss": round(float(losses[:max(1, len(losses) // 10)].mean()), 5),
               "final_loss": round(float(tail.mean()), 5), "seconds": round(seconds, 1),
               "threads": torch.get_num_threads(),
               "val_frames": val_frames, "val_psnr_best": best["psnr"], "best_step": best["step"],

@@ -202,6 +202,15 @@ def params_writer():
     return write_params
 
 
+def set_baselines(raw: dict, baselines: dict) -> None:
+    """``raw``'s baselines section set to ``baselines``; the profiles' settings of the baselines
+    left out go too (a profile tunes the baselines, it may not add one: finenet.params)."""
+    raw["baselines"] = baselines
+    for profile in raw.get("profiles", {}).values():
+        if isinstance(profile.get("baselines"), dict):
+            profile["baselines"] = {k: v for k, v in profile["baselines"].items() if k in baselines}
+
+
 def embedded_workdir(root: Path, edit) -> Path:
     """A working directory with params.yaml edited by ``edit(raw)`` (a cut-down embedded
     profile) in which the four data stages have run; the source archives are linked in."""

@@ -76,6 +76,9 @@ def plant_seed(root, seed: int, params: dict) -> None:
         curve.parent.mkdir(parents=True, exist_ok=True)
         curve.write_text("step,val_psnr\n" + "".join(f"{s},{27 + k * 0.1 + seed * 0.01 * s / 100:.4f}\n"
                                                       for s in (100, 200)))
+        layout.train_summary(net, variant).write_text(json.dumps(
+            {"lr": 2e-3, "iterations": 200, "best_step": 200, "val_psnr_best": 27 + k * 0.1 + seed * 0.02,
+             "val_psnr_final": 27 + k * 0.1 + seed * 0.02, "first_loss": 0.2, "final_loss": 0.1, "seconds": 9.5}))
         model = layout.model_path(net, variant)
         model.parent.mkdir(parents=True, exist_ok=True)
         model.write_bytes(f"model {net} {variant} {seed}".encode())
@@ -128,6 +131,16 @@ def test_seed_by_seed_differences_and_the_manifest(aggregated):
         assert path.exists(), path
 
 
+def test_the_training_summaries_of_every_seed_are_kept(aggregated):
+    """The run folders are not committed: the report keeps each seed's training summary (the
+    sweep's seed sd reads it), without the wall time."""
+    table = pd.read_csv(aggregated / "tables/training.csv")
+    combiner = table[table.run == "combine/late"].set_index("seed").val_psnr_best
+    assert len(combiner) == len(SEEDS) and "seconds" not in table
+    assert combiner.std(ddof=1) == pytest.approx(np.std([0.02 * s for s in SEEDS], ddof=1), abs=1e-4)
+    assert "`combine/late`" in (aggregated / "tables/training.md").read_text()
+
+
 def test_an_unfinished_seed_is_one_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = bench.bench_params(ROOT / "params.yaml")
@@ -145,13 +158,13 @@ def test_two_seeds_train_evaluate_and_report_end_to_end(tmp_path_factory):
     import subprocess
     import sys
 
-    from conftest import embedded_workdir
+    from conftest import embedded_workdir, set_baselines
     from test_train import tiny
 
     def edit(raw):
         tiny(raw, iterations=4)
         raw["variants"] = {"enhance": {"full": {}}, "interp": {"full": {}}, "combine": {"late": {"fusion": "late"}}}
-        raw["baselines"] = {"srn_deblur": {"widths": [4, 8, 8], "blocks": 1, "scales": 2}}
+        set_baselines(raw, {"srn_deblur": {"widths": [4, 8, 8], "blocks": 1, "scales": 2}})
         raw["bench"] = {"seeds": [1, 2], "cores": 2}
         raw["profiles"]["bench"]["train"].update(iterations={k: 6 for k in ("predeblur", "enhance", "interp",
                                                                              "combine", "baseline")},

@@ -90,7 +90,7 @@ def test_the_issue_s_examples():
         assert "train.iterations.baseline" not in keys[name] and "train" not in keys[name]
     assert "train.iterations.predeblur" not in keys["train_baseline"]
     assert "train.iterations.baseline" in keys["train_baseline"]
-    assert {"train.iterations.predeblur", "train.lr", "model.feat"} <= keys["train_predeblur"]
+    assert {"train.iterations.predeblur", "train.lr.predeblur", "model.feat"} <= keys["train_predeblur"]
     for name, k in keys.items():       # read, but no effect on what a stage writes
         assert not k & {"train.workers", "train.checkpoint_every"}, name
     assert "train.keep_weight" in keys["train_combine"] and "train.keep_weight" not in keys["train_enhance"]
@@ -216,7 +216,15 @@ def test_finenet_params_writes_the_resolved_parameters(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda raw: raw["train"].update(iteratons=3), "unknown key 'train.iteratons'"),
-    (lambda raw: raw["train"].update(lr="fast"), "train.lr: 'fast' is not of type 'number'"),
+    (lambda raw: raw["train"]["lr"].update(combine="fast"), "train.lr.combine: 'fast' is not of type 'number'"),
+    # net_config once dropped the landmarks silently when FOC was off
+    (lambda raw: raw["variants"]["enhance"]["no_foc"].update(landmarks=True),
+     "variants.enhance.no_foc: landmarks: true needs foc: true (the heatmaps enter through FOC, paper "
+     "Eq. 7); set landmarks: false with foc: false"),
+    # a profile's rate for a baseline the baselines section no longer has once added a half-built one
+    (lambda raw: (raw.update(profile="bench"), raw["baselines"].pop("ren")),
+     "profiles.bench.baselines.ren: not a baseline of the baselines section (dain, deblurgan, edvr, "
+     "srn_deblur, superslomo, umsn)"),
 ])
 def test_finenet_params_refuses_a_typo_in_one_line(tmp_path, monkeypatch, capsys, edit, message):
     from finenet.cli import main

@@ -384,7 +384,7 @@ def _code_dep_only(d):
 
 
 def _dropped_param(d):
-    d["stages"]["train_enhance"]["do"]["params"][0][BUILD_PARAMS].remove("train.lr")
+    d["stages"]["train_enhance"]["do"]["params"][0][BUILD_PARAMS].remove("train.lr.enhance")
 
 
 def _params_yaml_key(d):
@@ -400,7 +400,7 @@ def _params_yaml_key(d):
     (_dropped_metric, ["pack outputs: in Snakemake only: ['reports/data_summary.json']"]),
     (_other_command, ["blur command: dvc.yaml runs 'finenet sample', Snakemake 'finenet blur'"]),
     (_code_dep_only, []),
-    (_dropped_param, ["train_enhance params: in Snakemake only: ['train.lr']"]),
+    (_dropped_param, ["train_enhance params: in Snakemake only: ['train.lr.enhance']"]),
     (_params_yaml_key, ["heatmaps params: in dvc.yaml only: ['params.yaml:landmarks']"]),
 ], ids=["renamed-stage", "extra-dep", "dropped-metric", "other-command", "code-dep-is-fine",
         "dropped-param", "params-yaml-section"])

@@ -38,7 +38,7 @@ WALL_LIMIT = 1200            # ... and wall seconds (then the test process is en
 
 # the reader returns frames or raises FineNetError; how many frames, and stray log lines on the
 # way, are holes of finenet/data/video.py the benchmark reports (not fixed here)
-READER_RETURNS = ("frames", "refused", "frames_short", "frames_more", "frames_with_stray_log",
+READER_RETURNS = ("frames", "frames_warned", "refused", "frames_short", "frames_more", "frames_with_stray_log",
                   "refused_with_stray_log")
 
 
@@ -147,3 +147,18 @@ def test_the_classifier_catches_what_it_is_for(tmp_path):
     assert bf.classify_deblur(2, one, out_dir, out, False, clean, clean)[0] == "partial_output"
     assert bf.classify_deblur(0, "", out_dir, out, False, clean, clean)[0] == "bad_output"
     assert bf.classify_deblur(-11, "", tmp_path / "none", out, False, clean, clean)[0] == "bad_exit"
+
+
+def test_the_reader_classifier_tells_the_readers_warning_from_stray_log():
+    """A short read with the reader's own one-line warning is an answer (``frames_warned``); the
+    same with no word, or with another library's log line, is a hole; a refusal must be the one
+    line (the fuzzer's case 41 printed the warning, then refused)."""
+    clean = {"frames": 10}
+    warning = "finenet: a.mkv: warning: 8 frames decode over 0.40 s at 25 fps, which hold 10"
+    classes = [bf.classify_reader(result, clean)[0] for result in [
+        ("returned", (8, 176, 144), [warning]), ("returned", (8, 176, 144), []),
+        ("returned", (10, 176, 144), ["[matroska] stray"]), ("returned", (8, 176, 144), [warning, "[h264] x"]),
+        ("refused", "a.mkv: truncated or corrupt video", [warning]), ("refused", "a.mkv: truncated", [])]]
+    assert classes == ["frames_warned", "frames_short", "frames_with_stray_log", "frames_short",
+                       "refused_with_stray_log", "refused"]
+    assert "frames_warned" in bf.READER_OK and "frames_short" not in bf.READER_OK

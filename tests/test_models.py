@@ -10,7 +10,7 @@ from finenet.models import ARCHS, build
 from finenet.models.dcn import DCNPack
 from finenet.models.foc import FOC, PlainOffset
 from finenet.models.interp import orders
-from finenet.models.shared import shared_features
+from finenet.models.shared import Branch, Shared, shared_features
 
 CFG = dict(feat=8, input_stride=2)
 BRANCH = dict(CFG, groups=2, levels=3, heatmap_ch=4, recon_blocks=1, max_offset=4.0)
@@ -79,7 +79,7 @@ def test_gradients_reach_foc_and_dcn_weights(window):
     opt = torch.optim.SGD(branch.parameters(), lr=0.5)
     for _ in range(2):
         opt.zero_grad()
-        branch(shared, heat)[0].square().mean().backward(retain_graph=True)
+        branch(shared, heat).image.square().mean().backward(retain_graph=True)
         opt.step()
     foc = branch.align.offset[0]
     assert isinstance(foc, FOC)
@@ -166,7 +166,7 @@ def test_sampled_dcn_equals_torchvision_values_and_gradients(groups, size):
 def test_finenet_combines_both_branches(window, fusion):
     frames, heat = window
     combiner = (build("combine_late", feat=8, blocks=2) if fusion == "late"
-                else build("combine_early", feat=8, blocks=1, input_stride=2))
+                else build("combine_early", branch_feat=8, feat=8, blocks=1, input_stride=2))
     model = build("finenet", frontend=build("predeblur", **CFG), enhance=build("enhance", **BRANCH),
                   interp=build("interp", **BRANCH), combiner=combiner)
     out = model(frames, heat)
@@ -193,22 +193,27 @@ def test_late_fusion_keep_gate_returns_the_input_exactly():
     blend = (e + i + x / 24.5) / (2 + 1 / 24.5)           # the initial weights on (E, I, x)
     with torch.no_grad():
         late.frame_keep.bias.fill_(100.0)
-        out, logit = late(e, i, window, with_logit=True)
+        out, logit = fuse(late, e, i, window)
         assert torch.equal(out, x) and logit.shape == (2,)
         late.frame_keep.bias.fill_(-100.0)
-        assert torch.allclose(late(e, i, window), blend, atol=1e-6)
+        assert torch.allclose(fuse(late, e, i, window).image, blend, atol=1e-6)
         late.frame_keep.bias.fill_(0.01)              # p(sharp) just above 0.5: soft in training,
-        assert not torch.equal(late(e, i, window), x)  # the decision (keep x exactly) in eval
-        assert torch.equal(late.eval()(e, i, window), x)
+        assert not torch.equal(fuse(late, e, i, window).image, x)  # the decision (keep x exactly) in eval
+        assert torch.equal(fuse(late.eval(), e, i, window).image, x)
         late.frame_keep.bias.fill_(-0.01)
-        assert torch.allclose(late(e, i, window), blend, atol=1e-6)
+        assert torch.allclose(fuse(late, e, i, window).image, blend, atol=1e-6)
         late.train().frame_keep.bias.fill_(0.0)
-    logit = late(e, i, window, with_logit=True)[1]
+    logit = fuse(late, e, i, window).keep_logit
     grad, = torch.autograd.grad(late.frame_loss(logit, torch.tensor([True, False])), late.frame_keep.bias)
     assert torch.allclose(grad, torch.zeros(1), atol=1e-6)     # one sharp, one blurred: balanced at 0.5
-    grad, = torch.autograd.grad(late.frame_loss(late(e, i, window, with_logit=True)[1], torch.tensor([True, True])),
+    grad, = torch.autograd.grad(late.frame_loss(fuse(late, e, i, window).keep_logit, torch.tensor([True, True])),
                                 late.frame_keep.bias)
     assert grad.item() < 0                                     # gradient descent raises keep
+
+
+def fuse(combiner, enhanced, interpolated, window):
+    """A combiner on two branch images and an input window (its ``Shared``: the window itself)."""
+    return combiner(Branch(enhanced, None), Branch(interpolated, None), Shared([], window, window))
 
 
 def test_blur_measure_ranks_blur_and_ignores_contrast(carphone):
@@ -297,8 +302,8 @@ def test_neighbour_context_tells_the_combiner_which_neighbours_are_blurrier(carp
     with torch.no_grad():
         torch.nn.init.normal_(late.tail.weight, std=0.1)
         e, i = blurred_among_sharp[2:3], sharp_among_blurred[2:3]
-        a = late(e, i, sharp_among_blurred[None])
-        b = late(e, i, torch.cat([sharp_among_blurred[:2], sharp_among_blurred[2:3].expand(3, -1, -1, -1)])[None])
+        a = fuse(late, e, i, sharp_among_blurred[None]).image
+        b = fuse(late, e, i, torch.cat([sharp_among_blurred[:2], sharp_among_blurred[2:3].expand(3, -1, -1, -1)])[None]).image
     assert not torch.allclose(a, b, atol=1e-4)
 
 
@@ -328,3 +333,26 @@ def test_saved_model_bytes_depend_only_on_the_content(tmp_path):
     save_model(c, "predeblur", CFG, net, fingerprint="x")
     assert c.read_bytes() != a.read_bytes()
     assert torch.equal(next(load_model(c).parameters()), next(net.parameters()))
+
+
+def test_late_fusion_can_take_the_pre_deblurred_frame_as_a_fourth_candidate():
+    """``model.combine_predeblur``: P (the front end's frame t) enters the blend. It starts at the
+    weight x has (0.02); a blend logit for it selects it alone; the keep gate still returns frame t
+    bit for bit; without the option P is not read at all."""
+    g = torch.Generator().manual_seed(5)
+    e, i = (torch.rand(2, 3, 16, 16, generator=g) for _ in range(2))
+    window, pre = torch.rand(2, 5, 3, 16, 16, generator=g), torch.rand(2, 5, 3, 16, 16, generator=g)
+    x, p = window[:, 2], pre[:, 2]
+    call = lambda m, pre: m(Branch(e, None), Branch(i, None), Shared([], pre, window)).image  # noqa: E731
+    four = build("combine_late", feat=4, blocks=1, predeblur=True)
+    with torch.no_grad():
+        four.frame_keep.bias.fill_(-100.0)                           # deblur every frame
+        start = (0.49 * e + 0.49 * i + 0.02 * x + 0.02 * p) / 1.02
+        assert torch.allclose(call(four, pre), start, atol=1e-6)
+        four.tail.bias.zero_()
+        four.tail.bias[3] = 1.0                                       # P's logit x blend_gain = 10
+        assert torch.allclose(call(four, pre), p, atol=2e-4)
+        four.frame_keep.bias.fill_(100.0)
+        assert torch.equal(call(four, pre), x)
+    three = build("combine_late", feat=4, blocks=1).eval()
+    assert torch.equal(call(three, pre), call(three, torch.full_like(pre, float("nan"))))

@@ -68,8 +68,7 @@ def write_params(project: Path, edit) -> None:
 def project(tmp_path_factory) -> Path:
     project = tmp_path_factory.mktemp("dvc_project")
     shutil.copytree(ROOT / "finenet", project / "finenet", ignore=shutil.ignore_patterns("__pycache__"))
-    (project / "workflow" / "schemas").mkdir(parents=True)
-    shutil.copy(ROOT / dag.SCHEMA, project / dag.SCHEMA)
+    assert (project / dag.SCHEMA).is_file()      # the schema is package data: it came with finenet/
     write_params(project, lambda raw: None)
     (project / "fake.py").write_text(FAKE)
     (project / "data" / "external").mkdir(parents=True)
@@ -118,18 +117,18 @@ def test_an_edit_re_runs_only_the_stages_that_read_it(project):
     assert done.returncode == 0 and ran(done) <= {"params"}, done.stdout + done.stderr   # up to date
 
     def edit(raw):
-        raw["profiles"]["paper"]["train"]["lr"] = 0.5          # not the profile in use
+        raw["profiles"]["paper"]["train"]["lr"]["combine"] = 0.5         # not the profile in use
         raw["profiles"]["paper"]["model"]["feat"] = 64
         raw["train"]["workers"] = 3                            # cannot change a result
         raw["train"]["checkpoint_every"] = 7
         raw["train"]["iterations"]["baseline"] = 11            # every baseline, no FineNet network
-        raw["variants"]["enhance"]["no_foc"]["landmarks"] = True   # that one variant
+        raw["variants"]["enhance"]["no_landmarks"]["foc"] = False  # that one variant
 
     write_params(project, edit)
     done = dvc(project, "repro")
     assert done.returncode == 0, done.stdout + done.stderr
     baselines = {f"train_baseline@{b}" for b in BASELINES}
-    assert ran(done) == {"params", "train_enhance@no_foc"} | baselines
+    assert ran(done) == {"params", "train_enhance@no_landmarks"} | baselines
 
 
 def test_going_back_to_trained_parameters_restores_from_the_run_cache(project):

@@ -91,3 +91,16 @@ def test_real_webcam_files_read_without_a_word(name, tmp_path, capfd):
     with av.open(str(tmp_path / name)) as c:
         assert c.streams.video[0].duration is None          # the container's figure is checked
     assert capfd.readouterr().err == ""
+
+
+def test_a_file_that_is_refused_gets_no_warning_before_its_one_line(carphone, tmp_path, capfd):
+    """The fuzzer's case 41: an MKV with a zeroed stretch decodes as fewer frames than its time
+    span holds (the warning's condition) and then fails to decode a frame. The refusal is the one
+    line: the warning was printed before it (stderr had two lines)."""
+    clip = encode_frames(tmp_path / "clip.mkv", carphone[:10])
+    data = bytearray(clip.read_bytes())
+    a = int(0.825 * len(data))
+    data[a:a + 370] = bytes(len(data[a:a + 370]))
+    damaged = tmp_path / "zeroed.mkv"
+    damaged.write_bytes(bytes(data))
+    one_line_refusal(damaged, capfd, "truncated or corrupt video: decoding failed at frame")

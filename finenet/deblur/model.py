@@ -17,6 +17,7 @@ from ..face.detectors import DlibDetector, make_detector
 from ..face.heatmap import FLIP_68
 from ..layout import model_file
 from ..models.finenet import FineNet
+from ..models.registry import full_config
 from ..release import NETS, installed, verify
 from ..models.config import net_config
 from .paste import paste
@@ -116,6 +117,7 @@ def check_model(path: Path, arch: str, config: dict, profile: str) -> None:
         raise FineNetError(path, f"not a loadable FineNet model ({line})") from None
     if got_arch != arch:
         raise FineNetError(path, f"holds a '{got_arch}' network where '{arch}' is expected")
+    config, got = full_config(arch, config), full_config(arch, got)   # an omitted argument: its default
     for key in sorted(set(config) | set(got)):
         if config.get(key) != got.get(key):
             raise FineNetError(path, f"does not match the parameters: trained with {key}={got.get(key)!r}, "

@@ -7,13 +7,23 @@ interpolation)."""
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses import combine_loss
 from .blocks import ResBlock, Upsampler, conv3, lrelu, res_blocks, upsample, zero_init
 from .registry import register
+from .shared import Branch, Shared
+
+
+class Fused(NamedTuple):
+    """What a combiner returns (both combiners share one interface: ``combiner(enhanced,
+    interpolated, shared)`` with the branches' ``Branch`` outputs and the front end's ``Shared``)."""
+    image: torch.Tensor                     # frame t (B,3,H,W)
+    keep_logit: torch.Tensor | None = None  # late fusion: (B,) logit that frame t needs no deblurring
 
 
 def blur_measure(image: torch.Tensor) -> torch.Tensor:
@@ -105,60 +115,88 @@ class LateFusion(nn.Module):
     Replaced: a two-way blend of E and I from the images alone (at the bench tier -4 to -14 dB
     below the input on a held-out clip's mildly blurred frames, where the interpolation branch
     failed and the blend could not tell).
+
+    ``predeblur`` (``model.combine_predeblur``): the pre-deblurred frame t (P, the front end's
+    single-frame output) is a fourth candidate of the blend (its weight too starts at 0.02). On a
+    mildly blurred frame among blurrier neighbours both branches inherit the neighbours' blur,
+    while P, which reads frame t alone, does not (measured at the bench tier on a held-out clip's
+    frames: ``benchmarks/bench_branches.py``).
     """
 
-    def __init__(self, feat: int = 16, blocks: int = 9, keep_init: float = 0.05, num_frames: int = 5):
+    def __init__(self, feat: int = 16, blocks: int = 9, keep_init: float = 0.05, num_frames: int = 5,
+                 blend_gain: float = 10.0, keep_gain: float = 10.0, predeblur: bool = False):
         super().__init__()
         self.context = 2 * (num_frames - 1)       # neighbour_context channels
-        self.head = nn.Conv2d(9 + self.context, feat, 7, 1, 3)
+        self.predeblur = predeblur                # a fourth candidate: the pre-deblurred frame t
+        self.candidates = 4 if predeblur else 3
+        self.head = nn.Conv2d(3 * self.candidates + self.context, feat, 7, 1, 3)
         self.down1, self.down2 = conv3(feat, 2 * feat, 2), conv3(2 * feat, 4 * feat, 2)
         self.body = nn.Sequential(*[ResBlock(4 * feat) for _ in range(blocks)])
         self.up1, self.up2 = conv3(4 * feat, 2 * feat), conv3(2 * feat, feat)
-        self.tail = zero_init(nn.Conv2d(feat, 6, 7, 1, 3))   # 3 blend logits (E, I, x), 3 correction
-        with torch.no_grad():                     # x's weight starts at 0.02 (blend_gain applies)
-            self.tail.bias[2] = -math.log(0.49 / 0.02) / 10.0
+        # blend logits (E, I, x[, P]), then a 3-channel correction
+        self.tail = zero_init(nn.Conv2d(feat, self.candidates + 3, 7, 1, 3))
+        # The blend logits are scaled up by ``blend_gain`` (``model.blend_gain``; the paper has no
+        # such factor): Adam moves a parameter by about lr per step, so with a unit scale the blend
+        # could barely leave 0.5 within a short run (measured: +0.03 dB over the enhancement branch
+        # with x10 at the embedded budget, -0.01 dB without). The keep logit is scaled by
+        # ``keep_gain`` (``model.keep_gain``) on the output of a linear model of ``judge_features``:
+        # a per-pixel keep gate with that gain saturated at 1 within a few steps (every frame passed
+        # through, measured); a learnt classifier of the frame alone learnt only the prior in 400
+        # steps (measured), hence the blur measure.
+        self.blend_gain, self.keep_gain = float(blend_gain), float(keep_gain)
+        with torch.no_grad():                     # x's (and P's) weight starts at 0.02
+            self.tail.bias[2:self.candidates] = -math.log(0.49 / 0.02) / self.blend_gain
         self.frame_keep = nn.Linear(JUDGE_FEATURES, 1)   # keep logit from ``judge_features``
         nn.init.zeros_(self.frame_keep.weight)
-        self.keep_gain = 10.0        # as blend_gain: Adam steps of about lr must reach logits of ~10
         nn.init.constant_(self.frame_keep.bias, math.log(keep_init / (1 - keep_init)) / self.keep_gain)
-        # The blend logit is scaled up: Adam moves a parameter by about lr per step, so with a unit
-        # scale the blend could barely leave 0.5 within a short run (measured: +0.03 dB over the
-        # enhancement branch with x10 at the embedded budget, -0.01 dB without). The keep logit is
-        # not: a per-pixel keep gate with that gain saturated at 1 within a few steps (every frame
-        # passed through, measured); a learnt classifier of the frame alone learnt only the prior
-        # in 400 steps (measured), hence the blur measure.
-        self.blend_gain = 10.0
 
     def judge_logit(self, window: torch.Tensor) -> torch.Tensor:
         """(B,) logit that the centre frame of ``window`` (B,N,3,H,W; whole face crops) needs no
         deblurring."""
         return self.keep_gain * self.frame_keep(judge_features(window))[:, 0]
 
-    def forward(self, enhanced: torch.Tensor, interpolated: torch.Tensor, frames: torch.Tensor,
-                with_logit: bool = False, judged: torch.Tensor | None = None):
-        """Frame t (B,3,H,W) from the branch outputs and the input window (B,N,3,H,W); with
-        ``with_logit`` also the per-frame keep logit (B,). ``judged``: the window the keep model
-        judges (B,N,3,H',W'), default ``frames``; training passes the whole crops its patches are
-        cut from."""
+    def forward(self, enhanced: Branch, interpolated: Branch, shared: Shared,
+                judged: torch.Tensor | None = None) -> Fused:
+        """Frame t (B,3,H,W) from the branch outputs and the input window ``shared.frames``
+        (B,N,3,H,W), and the per-frame keep logit (B,). ``judged``: the window the keep model
+        judges (B,N,3,H',W'), default the input window; training passes the whole crops its
+        patches are cut from."""
+        frames = shared.frames
         frame = frames[:, frames.shape[1] // 2]
         judged = frames if judged is None else judged
         measures = window_blur(judged)
         context = neighbour_context(measures)[:, :, None, None].expand(-1, -1, *frame.shape[-2:])
-        h0 = lrelu(self.head(torch.cat([enhanced, interpolated, frame, context.to(frame.dtype)], 1)))
+        candidates = [enhanced.image, interpolated.image, frame]
+        if self.predeblur:
+            candidates.append(shared.predeblurred[:, shared.num_frames // 2])
+        h0 = lrelu(self.head(torch.cat([*candidates, context.to(frame.dtype)], 1)))
         h1 = lrelu(self.down1(h0))
         h = self.body(lrelu(self.down2(h1)))
         h = lrelu(self.up1(upsample(h, h1.shape[-2:]))) + h1
         h = lrelu(self.up2(upsample(h, h0.shape[-2:]))) + h0
         out = self.tail(h)
-        w = torch.softmax(self.blend_gain * out[:, :3], 1)
+        k = self.candidates
+        w = torch.softmax(self.blend_gain * out[:, :k], 1)
         logit = self.keep_gain * self.frame_keep(judge_features(judged, measures))[:, 0]
         # training: the soft gate (gradients reach both the blend and the keep model); inference:
         # the classifier's decision, so a frame judged sharp comes back exactly as it is
         keep = torch.sigmoid(logit) if self.training else (logit > 0).to(frame.dtype)
         keep = keep[:, None, None, None]
-        fixed = w[:, :1] * enhanced + w[:, 1:2] * interpolated + w[:, 2:] * frame + out[:, 3:]
-        result = frame + (1 - keep) * (fixed - frame)
-        return (result, logit) if with_logit else result
+        fixed = sum(w[:, i:i + 1] * c for i, c in enumerate(candidates)) + out[:, k:]
+        return Fused(frame + (1 - keep) * (fixed - frame), logit)
+
+    def loss(self, batch: dict, enhanced: Branch, interpolated: Branch, shared: Shared,
+             keep_weight: float = 1.0, sharp_weight: float = 1.0) -> torch.Tensor:
+        """L_combine on frame t plus ``keep_weight`` x the keep model's ``frame_loss`` (do no harm:
+        it also learns which frames the blur stage left sharp), judged on the whole crops."""
+        out = self(enhanced, interpolated, shared, judged=batch["whole"])
+        sharp = ~batch["blurred"][:, shared.num_frames // 2]
+        return combine_loss(out.image, batch["target"]) + keep_weight * self.frame_loss(out.keep_logit, sharp, sharp_weight)
+
+    def judge_loss(self, batch: dict, sharp_weight: float = 1.0) -> torch.Tensor:
+        """The keep model's loss alone (its first ``train.judge_steps``): no branch runs."""
+        frames = batch["whole"]
+        return self.frame_loss(self.judge_logit(frames), ~batch["blurred"][:, frames.shape[1] // 2], sharp_weight)
 
     @staticmethod
     def frame_loss(logit: torch.Tensor, sharp: torch.Tensor, sharp_weight: float = 1.0) -> torch.Tensor:
@@ -170,20 +208,24 @@ class LateFusion(nn.Module):
 
 @register("combine_early")
 class EarlyFusion(nn.Module):
-    def __init__(self, feat: int = 16, blocks: int = 9, num_frames: int = 5, input_stride: int = 4):
+    """Early fusion (the paper's ablation): the branches' feature maps (five aligned maps from
+    enhancement, two from interpolation, ``branch_feat`` channels each) fused by a 1x1 conv to
+    ``feat`` channels, ``blocks`` residual blocks, frame t as a residual over the pre-deblurred
+    frame t. Its width and depth are the combination module's (``model.combine_feat``,
+    ``model.combine_blocks``), as late fusion's are."""
+
+    def __init__(self, branch_feat: int = 16, feat: int = 16, blocks: int = 9, num_frames: int = 5,
+                 input_stride: int = 4):
         super().__init__()
-        self.fusion = nn.Conv2d((num_frames + 2) * feat, feat, 1)
+        self.fusion = nn.Conv2d((num_frames + 2) * branch_feat, feat, 1)
         self.recon = res_blocks(feat, blocks)
         self.to_image = Upsampler(feat, 3, input_stride)
 
-    def forward(self, enhance_feats: torch.Tensor, interp_feats: torch.Tensor, base: torch.Tensor):
-        x = torch.cat([enhance_feats.flatten(1, 2), interp_feats.flatten(1, 2)], 1)
-        return base + self.to_image(self.recon(lrelu(self.fusion(x))))
+    def forward(self, enhanced: Branch, interpolated: Branch, shared: Shared, judged=None) -> Fused:
+        x = torch.cat([enhanced.features.flatten(1, 2), interpolated.features.flatten(1, 2)], 1)
+        base = shared.predeblurred[:, shared.num_frames // 2]
+        return Fused(base + self.to_image(self.recon(lrelu(self.fusion(x)))))
 
-
-def fuse(combiner: nn.Module, enhanced: tuple, interpolated: tuple, shared) -> torch.Tensor:
-    """Frame t from the two branches' ``(image, features)`` outputs, by late or early fusion (late
-    fusion also sees the input window)."""
-    if isinstance(combiner, EarlyFusion):
-        return combiner(enhanced[1], interpolated[1], shared.predeblurred[:, shared.num_frames // 2])
-    return combiner(enhanced[0], interpolated[0], shared.frames)
+    def loss(self, batch: dict, enhanced: Branch, interpolated: Branch, shared: Shared) -> torch.Tensor:
+        """L_combine on frame t."""
+        return combine_loss(self(enhanced, interpolated, shared).image, batch["target"])

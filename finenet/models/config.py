@@ -32,7 +32,7 @@ def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
     if net == "predeblur":
         return "predeblur", dict(common, levels=m["levels"], extract_blocks=m["extract_blocks"])
     branch = dict(common, num_frames=params["loader"]["num_frames"], groups=m["groups"], levels=m["levels"],
-                  max_offset=m["max_offset"], foc=m["foc"], landmarks=m["foc"] and m["landmarks"],
+                  max_offset=m["max_offset"], foc=m["foc"], landmarks=m["landmarks"],
                   heatmap_ch=m["heatmap_ch"], heatmap_level=m["heatmap_level"], recon_blocks=m["recon_blocks"])
     if net == "enhance":
         return "enhance", branch
@@ -40,10 +40,21 @@ def net_config(params: dict, net: str, variant: str | None) -> tuple[str, dict]:
         return "interp", dict(branch, interp_frames=m["interp_frames"])
     if m["fusion"] == "late":
         return "combine_late", dict(feat=m["combine_feat"], blocks=m["combine_blocks"],
-                                    num_frames=params["loader"]["num_frames"])
-    return "combine_early", dict(feat=m["feat"], blocks=m["recon_blocks"],
+                                    num_frames=params["loader"]["num_frames"],
+                                    blend_gain=m["blend_gain"], keep_gain=m["keep_gain"],
+                                    predeblur=m["combine_predeblur"])
+    return "combine_early", dict(branch_feat=m["feat"], feat=m["combine_feat"], blocks=m["combine_blocks"],
                                  num_frames=params["loader"]["num_frames"], input_stride=m["input_stride"])
 
 
+def learning_rate(params: dict, net: str) -> float:
+    """Adam's learning rate for a network: ``train.lr.<net>``; for a baseline its own
+    ``baselines.<name>.lr``, else ``train.lr.baseline``."""
+    rates = params["train"]["lr"]
+    if net in NETS:
+        return float(rates[net])
+    return float(params["baselines"][net].get("lr", rates["baseline"]))
+
+
 # keys of a baseline's params that configure its training, not its constructor
-TRAINING_OPTIONS = ("pretrained_predeblur",)
+TRAINING_OPTIONS = ("pretrained_predeblur", "lr")

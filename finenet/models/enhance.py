@@ -9,7 +9,8 @@ from torch import nn
 from .align import PyramidAlign
 from .blocks import HeatmapEncoder, Upsampler, fold, lrelu, res_blocks, unfold
 from .registry import register
-from .shared import Shared
+from ..losses import branch_loss
+from .shared import Branch, Shared
 
 
 @register("enhance")
@@ -27,8 +28,8 @@ class EnhanceBranch(nn.Module):
         self.recon = res_blocks(feat, recon_blocks)
         self.to_image = Upsampler(feat, 3, input_stride)
 
-    def forward(self, shared: Shared, heatmaps: torch.Tensor | None = None):
-        """Returns frame t (B,3,H,W) and the aligned features of all frames (B,N,C,h,w)."""
+    def forward(self, shared: Shared, heatmaps: torch.Tensor | None = None) -> Branch:
+        """Frame t (B,3,H,W) and the aligned features of all frames (B,N,C,h,w)."""
         n, c = shared.num_frames, self.centre
         ref_idx = [c] * n
         inputs = [[fold(p) for p in shared.pyramid], [fold(p[:, ref_idx]) for p in shared.pyramid]]
@@ -39,4 +40,8 @@ class EnhanceBranch(nn.Module):
             heat = [fold(enc), fold(enc[:, ref_idx])]
         aligned = unfold(self.align(inputs, heat), n)
         fused = lrelu(self.fusion(aligned.flatten(1, 2)))
-        return shared.predeblurred[:, c] + self.to_image(self.recon(fused)), aligned
+        return Branch(shared.predeblurred[:, c] + self.to_image(self.recon(fused)), aligned)
+
+    def loss(self, batch: dict, shared: Shared) -> torch.Tensor:
+        """Eqs. 9-10 on frame t, given the frozen front end's ``shared`` features."""
+        return branch_loss(self(shared, batch["heatmaps"]).image, batch["target"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .combine import fuse
 from .registry import register
 from .shared import shared_features
 
@@ -20,7 +19,9 @@ class FineNet(nn.Module):
         self.frontend, self.enhance, self.interp, self.combiner = frontend, enhance, interp, combiner
 
     def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None) -> dict:
+        """Frame t of each window (B,N,3,H,W) as every stage makes it: ``predeblur``, ``enhance``,
+        ``interp`` and FineNet's ``output``."""
         shared = shared_features(self.frontend, frames)
         enh, inp = self.enhance(shared, heatmaps), self.interp(shared, heatmaps)
-        return {"predeblur": shared.predeblurred[:, shared.num_frames // 2], "enhance": enh[0],
-                "interp": inp[0], "output": fuse(self.combiner, enh, inp, shared)}
+        return {"predeblur": shared.predeblurred[:, shared.num_frames // 2], "enhance": enh.image,
+                "interp": inp.image, "output": self.combiner(enh, inp, shared).image}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..losses import branch_loss
 from .blocks import Downsampler, Upsampler, conv3, lrelu, res_blocks, upsample
 from .registry import register
 
@@ -44,3 +45,12 @@ class FrontEnd(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.decode_image(image, self.pyramid(image))
+
+    def loss(self, batch: dict, blurred_only: bool = False) -> torch.Tensor:
+        """Eqs. 9-10, single-image deblurring of every frame of the window. ``blurred_only``: frames
+        the blur stage left sharp weigh 0 (the mean stays over all frames, so DDP ranks agree)."""
+        pred, sharp = self(batch["frames"].flatten(0, 1)), batch["sharp"].flatten(0, 1)
+        if blurred_only:
+            w = batch["blurred"].flatten().to(pred.dtype).view(-1, 1, 1, 1)
+            pred, sharp = pred * w, sharp * w
+        return branch_loss(pred, sharp)

@@ -12,7 +12,8 @@ from torch import nn
 from .align import PyramidAlign
 from .blocks import HeatmapEncoder, Upsampler, fold, lrelu, res_blocks, unfold
 from .registry import register
-from .shared import Shared
+from ..losses import branch_loss
+from .shared import Branch, Shared
 
 
 def orders(num_frames: int, interp_frames: int) -> tuple[list[int], list[int]]:
@@ -40,9 +41,9 @@ class InterpBranch(nn.Module):
         self.recon = res_blocks(feat, recon_blocks)
         self.to_image = Upsampler(feat, 3, input_stride)
 
-    def forward(self, shared: Shared, heatmaps: torch.Tensor | None = None):
-        """Returns frame t (B,3,H,W) and the forward/backward features (B,2,C,h,w). Frame t itself
-        is never read."""
+    def forward(self, shared: Shared, heatmaps: torch.Tensor | None = None) -> Branch:
+        """Frame t (B,3,H,W) and the forward/backward features (B,2,C,h,w). Frame t itself is
+        never read."""
         both = lambda x: torch.cat([x[:, i] for i in (self.forward_order, self.backward_order)], 0)  # noqa: E731
         pyramids = [[both(p)[:, k] for p in shared.pyramid] for k in range(len(self.forward_order))]
         heat = None
@@ -55,4 +56,8 @@ class InterpBranch(nn.Module):
         fused = lrelu(self.fusion(torch.cat([fwd, bwd], 1)))
         c = self.centre
         base = (shared.predeblurred[:, c - 1] + shared.predeblurred[:, c + 1]) / 2
-        return base + self.to_image(self.recon(fused)), torch.stack([fwd, bwd], 1)
+        return Branch(base + self.to_image(self.recon(fused)), torch.stack([fwd, bwd], 1))
+
+    def loss(self, batch: dict, shared: Shared) -> torch.Tensor:
+        """Eqs. 9-10 on frame t, given the frozen front end's ``shared`` features."""
+        return branch_loss(self(shared, batch["heatmaps"]).image, batch["target"])

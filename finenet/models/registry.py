@@ -14,6 +14,16 @@ def register(name: str):
     return deco
 
 
+def full_config(name: str, cfg: dict) -> dict:
+    """``cfg`` with every constructor argument it leaves out at its default: what ``build(name,
+    **cfg)`` builds. A checkpoint saved before an argument existed was built with its default."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(ARCHS[name]).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    return {**defaults, **cfg}
+
+
 def build(name: str, **cfg):
     if name not in ARCHS:
         raise KeyError(f"unknown architecture '{name}' (known: {', '.join(sorted(ARCHS))})")

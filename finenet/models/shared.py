@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -19,6 +20,13 @@ class Shared:
     @property
     def num_frames(self) -> int:
         return self.predeblurred.shape[1]
+
+
+class Branch(NamedTuple):
+    """What a branch returns: frame t, and the features early fusion reads."""
+    image: torch.Tensor              # (B,3,H,W)
+    features: torch.Tensor           # enhancement: the aligned frames (B,N,C,h,w); interpolation:
+                                     # the forward and backward features (B,2,C,h,w)
 
 
 def shared_features(frontend: FrontEnd, frames: torch.Tensor) -> Shared:
