@@ -47,8 +47,10 @@ repro: setup
 snakemake: setup
 	$(BIN)/snakemake --cores 2
 
+# two pytest workers (pytest-xdist), a test file per worker at a time (module fixtures built once);
+# the slowest tests listed: where the suite's time goes
 test: setup
-	$(BIN)/python -m pytest -q --durations=25   # the slowest tests listed: where the suite's time goes
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
 
 # the CI metric check: the whole DAG on the `ci` profile, metrics against reports/reference/
 check: setup

@@ -114,10 +114,10 @@ def test_train_sets_threads_before_building_and_records_them(tmp_path, monkeypat
         config, model = tiny_predeblur()     # the summary written at the end records the count
         given = dict(net="predeblur", variant=None, arch="predeblur", config=config, model=model,
                      history=[[1, 0.5, 1e-3], [2, 0.4, 1e-3]], seconds=1.0, fp="f",
-                     curve=[[2, 30.0]], best={"step": 2, "psnr": 30.0}, val_frames="blurred centres")
+                     curve=[[2, 30.0]], best={"step": 2, "psnr": 30.0}, val_frames="blurred centres", lr=1e-3)
         names = inspect.signature(train.finish).parameters
         result = train.finish(**{k: given[k] for k in names})
-        assert result["threads"] == 1
+        assert result["threads"] == 1 and result["lr"] == 1e-3   # and the rate it trained at
         import json
         assert json.loads((tmp_path / "reports/train/predeblur.json").read_text())["threads"] == 1
     finally:
