@@ -198,6 +198,30 @@ def test_two_seeds_train_evaluate_and_report_end_to_end(tmp_path_factory):
     assert run().returncode == 0
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").rglob("model.pt")} == models
 
+    import torch
+
+    # benchmarks/bench_design_ab.py on the trained seeds: the combiner retrained with the
+    # pre-deblurred frame as a fourth candidate, on each seed's own frozen branches, scored on val
+    ab = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_design_ab.py"), "--name", "p4",
+                         "--set", "model.combine_predeblur=true"], cwd=root, capture_output=True, text=True,
+                        timeout=900, env=env)
+    assert ab.returncode == 0, ab.stderr[-3000:]
+    result = json.loads((root / "reports/benchmarks/ab_p4.json").read_text())
+    assert [r["seed"] for r in result["seeds"]] == [1, 2] and result["network"] == "combine/late"
+    for r in result["seeds"]:
+        seed, work = root / f"runs/bench/seed{r['seed']}", root / f"runs/ab/p4/seed{r['seed']}"
+        base = json.loads((seed / "reports/train/combine_late.json").read_text())
+        assert r["base"]["val_psnr_best"] == base["val_psnr_best"]
+        for net in ("predeblur", "enhance/full", "interp/full"):      # the same frozen networks
+            assert (work / "models" / net / "model.pt").read_bytes() == (seed / "models" / net / "model.pt").read_bytes()
+        changed = torch.load(work / "models/combine/late/model.pt", map_location="cpu", weights_only=True)
+        assert changed["config"]["predeblur"] is True
+        trained = sorted(p.parent.relative_to(work / "models").as_posix() for p in work.rglob("model.pt"))
+        assert trained == ["combine/late", "enhance/full", "interp/full", "predeblur"]   # nothing else ran
+    diffs = [r["changed"]["val_psnr_best"] - r["base"]["val_psnr_best"] for r in result["seeds"]]
+    assert result["mean_diff_db"] == pytest.approx(sum(diffs) / 2, abs=1e-3)
+    assert "A/B on the val set" in (root / "reports/benchmarks/ab_p4.md").read_text()
+
 
 def torch_weights(path):
     import torch
