@@ -61,6 +61,11 @@ def atomic_dir(path):
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):    # left by an earlier killed write
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
     except OSError as exc:
         raise named(exc, path)
     finally:

@@ -157,3 +157,26 @@ def test_a_shard_whose_chunk_index_misses_a_chunk_is_refused_when_packed(shard):
         assert (f["c0/landmarks"][2] == 0).all()            # read back silently as zeros
     msg = refused_naming(shard.spec, shard.path)
     assert "dataset /c0/landmarks: its chunk index" in msg and "1 of 8 chunks missing" in msg
+
+
+def test_a_folder_output_written_after_a_killed_write_leaves_no_temp_folder(tmp_path):
+    """The fault suite's case (a SIGKILL of the engine while `pack` wrote `data/sets/`): the killed
+    write's hidden temporary folder was still there after the re-run. The next successful write of
+    the folder now removes it, as a file output's next write removes a stale temporary file."""
+    from finenet.atomic import atomic_dir
+
+    target = tmp_path / "sets"
+    killed = tmp_path / ".sets.u_2v6x06.tmp"          # as the killed `pack` left it
+    (killed / "train.h5").parent.mkdir()
+    (killed / "train.h5").write_bytes(b"half")
+    other = tmp_path / ".setsX.abc.tmp"                # another output's: not touched
+    other.mkdir()
+    with atomic_dir(target) as tmp:
+        (tmp / "train.h5").write_bytes(b"whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".setsX.abc.tmp", "sets"]
+    assert (target / "train.h5").read_bytes() == b"whole"
+    with pytest.raises(RuntimeError):                  # a failed write keeps the folder as it was
+        with atomic_dir(target) as tmp:
+            (tmp / "train.h5").write_bytes(b"other")
+            raise RuntimeError("killed")
+    assert (target / "train.h5").read_bytes() == b"whole" and len(list(tmp_path.iterdir())) == 2
