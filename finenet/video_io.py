@@ -293,10 +293,17 @@ def _orientation(matrix) -> tuple[bool, bool, bool]:
     return False, d < 0, a < 0
 
 
+def side_data(frame) -> list:
+    """The frame's side-data entries, across PyAV's two forms of ``frame.side_data``: iterating it
+    yields the entries (PyAV <= 18.1.0) or their types, keys of the entries (PyAV >= 18.1.1)."""
+    entries = frame.side_data
+    return [e if hasattr(e, "type") else entries[e] for e in entries]
+
+
 def display_matrix(frame) -> tuple[tuple[int, ...] | None, str | None]:
     """(the decoded frame's display matrix when it turns or mirrors the picture by a multiple of 90
     degrees, else None; a note when it does something else, which is then ignored)."""
-    data = next((d for d in frame.side_data if getattr(d.type, "name", "") == "DISPLAYMATRIX"), None)
+    data = next((d for d in side_data(frame) if getattr(d.type, "name", "") == "DISPLAYMATRIX"), None)
     if data is None or data.buffer_size != 36:
         return None, None
     matrix = tuple(int(v) for v in np.frombuffer(bytes(data), "<i4"))

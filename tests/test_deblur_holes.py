@@ -121,8 +121,10 @@ def decoded_luma(path: Path) -> list[np.ndarray]:
 def display_matrices(path: Path) -> set:
     import av
 
+    from finenet.video_io import side_data
+
     with av.open(str(path)) as c:
-        return {bytes(d) for f in c.decode(video=0) for d in f.side_data
+        return {bytes(d) for f in c.decode(video=0) for d in side_data(f)
                 if d.type.name == "DISPLAYMATRIX"}
 
 
