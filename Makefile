@@ -70,26 +70,26 @@ bench: setup
 	$(BIN)/python benchmarks/bench_repro.py
 	$(BIN)/python benchmarks/bench_plan.py
 
-# the bench tier (finenet/bench.py): the default sample trained to convergence, 3 training seeds,
+# the bench tier (finenet/tiers/bench.py): the default sample trained to convergence, 3 training seeds,
 # into reports/bench/ (bench/dvc.yaml; resumes a killed run); needs the default pipeline's data
 bench-tier: setup
 	cd bench && dvc repro
 
-# the learning-rate sweep (finenet/sweep.py, sweep/dvc.yaml): one DVC experiment per value of
+# the learning-rate sweep (finenet/tiers/sweep.py, sweep/dvc.yaml): one DVC experiment per value of
 # sweep.values (`dvc exp run -S params.yaml:sweep.lr=V`, in the workspace: params.yaml is restored
 # afterwards), then the summary from `dvc exp show` -> reports/sweep/summary.{md,json,png}; needs the
 # default pipeline's data; a killed run resumes (runs/sweep/lr<V>/)
 .PHONY: lr-sweep
 lr-sweep: setup
 	mkdir -p build && cp params.yaml build/params.before-sweep.yaml
-	set -e; for v in $$($(BIN)/python -m finenet.sweep --values); do \
+	set -e; for v in $$($(BIN)/python -m finenet.tiers.sweep --values); do \
 	  $(BIN)/dvc exp remove "lr-$$v" >/dev/null 2>&1 || true; \
 	  $(BIN)/dvc exp run sweep/dvc.yaml -S "params.yaml:sweep.lr=$$v" -n "lr-$$v" || \
 	    { cp build/params.before-sweep.yaml params.yaml; exit 1; }; \
 	done
 	cp build/params.before-sweep.yaml params.yaml
 	$(BIN)/dvc repro -q params    # the experiments re-ran the default params stage: back to params.yaml
-	$(BIN)/python -m finenet.sweep --summary
+	$(BIN)/python -m finenet.tiers.sweep --summary
 
 # the paper-size dry run and capacity plan (issue 14): the whole DAG under Snakemake at the paper
 # profile's sizes on real-video trees in VoxCeleb2's / 300VW's layouts (tools/paper_tree.py), then

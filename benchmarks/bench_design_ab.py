@@ -5,7 +5,7 @@
 
 For each seed ``s`` of the bench tier (``runs/bench/seed<s>``, trained: ``make bench-tier``), a
 working folder ``runs/ab/<name>/seed<s>`` with the bench profile, that seed, and the ``--set``
-overrides (``finenet.runs.prepare``: ``data/`` linked to the default pipeline's), the trained
+overrides (``finenet.tiers.runs.prepare``: ``data/`` linked to the default pipeline's), the trained
 networks the changed one sits on copied from the seed's folder (the same frozen branches: only the
 changed network differs), and Snakemake retraining that one network there (``train_<net>`` the only
 rule allowed). Then its best validation PSNR against the seed's own (``reports/train/<run>.json``
@@ -31,12 +31,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from finenet import runs  # noqa: E402
+from finenet.tiers import runs  # noqa: E402
 from finenet.atomic import atomic_path  # noqa: E402
-from finenet.bench import PROFILE, bench_params, seed_dir  # noqa: E402
+from finenet.tiers.bench import PROFILE, bench_params, seed_dir  # noqa: E402
 from finenet.errors import FineNetError  # noqa: E402
 from finenet.layout import NETS, Layout, model_path, run_name  # noqa: E402
-from finenet.train import frozen_inputs  # noqa: E402
+from finenet.stages.train import frozen_inputs  # noqa: E402
 
 RESULTS = Path("reports") / "benchmarks"
 

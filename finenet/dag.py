@@ -38,8 +38,8 @@ import yaml
 
 from .layout import DEFAULT as L
 from .layout import training_runs
-from .release import BENCH_MANIFEST, RELEASE
-from .release import inputs as release_inputs
+from .tiers.release import BENCH_MANIFEST, RELEASE
+from .tiers.release import inputs as release_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "finenet"
@@ -52,7 +52,7 @@ KEY = "{key}"                              # the foreach key / the rule's wildca
 
 # --- the resolved parameters each stage reads --------------------------------------------------
 
-EMBEDDED_SETS = ("train", "val", "test", "realblur")   # finenet.data.embedded.SETS (a test checks)
+EMBEDDED_SETS = ("train", "val", "test", "realblur")   # finenet.data.embedded.SET_OF_ROLE (a test checks)
 
 # plan_clips: which clips exist and what each is (every data stage selects its clips through it)
 PLAN = ("seed", "data.embedded.enabled", *(f"data.embedded.{s}" for s in EMBEDDED_SETS),
@@ -60,7 +60,7 @@ PLAN = ("seed", "data.embedded.enabled", *(f"data.embedded.{s}" for s in EMBEDDE
         "data.embedded.frames_per_segment", "data.embedded.video_segments",
         "data.voxceleb", "data.vw300", "data.youtube")      # the adapters' sections: all plan keys
 
-# the training loop (finenet.train.run), every network
+# the training loop (finenet.stages.train.run), every network
 TRAIN = ("train.seed", "train.device", "train.threads", "train.batch_size", "train.betas",
          "train.min_lr_ratio", "train.grad_clip", "train.sharp_centres", "train.validation",
          "loader.num_frames", "loader.patch_size", "loader.flip")
@@ -144,7 +144,7 @@ def training_stage(net: str, frozen: tuple, comment: str | None = None) -> Stage
         keys = {"enhance": BRANCH, "interp": (*BRANCH, "model.interp_frames"), "combine": COMBINE}[net]
         keys, foreach, wildcard = (*keys, f"variants.{net}.{KEY}"), f"${{variants.{net}}}", "variant"
     return Stage(
-        name=name, cmd=cmd, module="finenet.train", foreach=foreach, wildcard=wildcard, comment=comment,
+        name=name, cmd=cmd, module="finenet.stages.train", foreach=foreach, wildcard=wildcard, comment=comment,
         deps=(L.sets.as_posix(), L.shards.as_posix(), *frozen),
         params=(*keys, f"train.iterations.{iterations}", f"train.lr.{iterations}", *TRAIN),
         outs=(Out(L.model_path(*run).as_posix()),),
@@ -167,22 +167,22 @@ def stages(names: dict | None = None) -> list[Stage]:
     eval_outs = tuple(Out(path(p), UNCACHED) for p in (L.eval_frames, L.eval_per_clip, L.eval_noref,
                                                         L.eval_samples, L.eval_temporal, L.eval_clips))
     return [
-        Stage("params", "finenet params", "finenet.resolved", files=(PARAMS_YAML, SCHEMA),
+        Stage("params", "finenet params", "finenet.stages.params", files=(PARAMS_YAML, SCHEMA),
               outs=(Out(BUILD),),
               comment="params.yaml validated, its profile merged: every later stage tracks only "
                       "the keys of it that it reads"),
-        Stage("sample", "finenet sample", "finenet.sample", deps=(path(L.external),),
+        Stage("sample", "finenet sample", "finenet.stages.sample", deps=(path(L.external),),
               outs=(Out(path(L.clips)),), plan=True, per_clip=True,
               params=("seed", "data.crop_size", "data.crop_margin", "data.box_smoothing",
                       "data.detect_upsample", "data.min_frames", "data.embedded.video_scale",
                       "data.embedded.motion"),
               comment="--- data: sample -> blur -> heatmaps per clip, then pack (one file per set)"),
-        Stage("blur", "finenet blur", "finenet.blur", deps=(path(L.clips),),
+        Stage("blur", "finenet blur", "finenet.stages.blur", deps=(path(L.clips),),
               outs=(Out(path(L.blurred)),), plan=True, per_clip=True, params=("seed", "blur")),
-        Stage("heatmaps", "finenet heatmaps", "finenet.heatmaps", deps=(path(L.clips), path(L.blurred)),
+        Stage("heatmaps", "finenet heatmaps", "finenet.stages.heatmaps", deps=(path(L.clips), path(L.blurred)),
               outs=(Out(path(L.shards)),), plan=True, per_clip=True,
               params=("landmarks", "data.crop_size", "data.crop_margin")),
-        Stage("pack", "finenet pack", "finenet.pack", deps=(path(L.shards),), plan=True,
+        Stage("pack", "finenet pack", "finenet.stages.pack", deps=(path(L.shards),), plan=True,
               outs=(Out(path(L.sets)),), metrics=(Out(path(L.data_summary), UNCACHED),),
               plots=(Out(path(L.data_preview), UNCACHED),)),
         training_stage("predeblur", (), comment="--- training: stage one alone, then the two "
@@ -192,14 +192,14 @@ def stages(names: dict | None = None) -> list[Stage]:
         training_stage("combine", (predeblur, path(L.model_path("enhance", "full")),
                                    path(L.model_path("interp", "full")))),
         training_stage("baselines", (predeblur,)),   # EDVR's pre-deblur starts from stage one's
-        Stage("evaluate", "finenet evaluate", "finenet.evaluate",
+        Stage("evaluate", "finenet evaluate", "finenet.stages.evaluate",
               deps=(path(L.sets), path(L.shards), *models), outs=eval_outs,
               metrics=(Out(path(L.metrics), UNCACHED),),
               params=("train.seed", "train.device", "landmarks.detector", "landmarks.upsample",
                       "landmarks.device", "loader.num_frames", "evaluate.frame_stride",
                       "evaluate.batch_size", "evaluate.temporal_frames", "variants", "baselines"),
               comment="--- evaluation of every trained method, then the paper's tables and figures"),
-        Stage("report", "finenet report", "finenet.report", files=("finenet/paper_results.yaml",),
+        Stage("report", "finenet report", "finenet.stages.report", files=("finenet/paper_results.yaml",),
               deps=(path(L.eval_frames), path(L.eval_noref), path(L.eval_samples), path(L.eval_temporal),
                     path(L.eval_clips), *val_curves),
               outs=tuple(Out(path(p), UNCACHED) for p in (L.tables, L.qualitative, L.motion_clips,
@@ -228,7 +228,7 @@ DVC_ONLY = ("params",)   # Snakemake resolves and validates params.yaml when it 
 BENCH_DVC_YAML = "bench/dvc.yaml"
 BENCH_BUILD = (L.build / "params-bench.yaml").as_posix()
 BENCH_OUT = "reports/bench"
-RELEASE_OUT = RELEASE.as_posix()                  # finenet/release.py: the release model, git-tracked
+RELEASE_OUT = RELEASE.as_posix()                  # finenet/tiers/release.py: the release model, git-tracked
 RELEASE_MANIFEST = BENCH_MANIFEST.as_posix()
 # besides the package: what a bench run executes (Snakemake drives the training and evaluate rules)
 BENCH_FILES = ("Snakefile", "workflow/rules/common.smk", "workflow/rules/train.smk",
@@ -239,30 +239,30 @@ def bench_keys() -> list[str]:
     """What the bench tier's runs read: the training, evaluate and report stages' keys (a variant's
     or baseline's own entry stands for its whole section here: one stage trains them all), plus
     ``bench`` (whose ``seeds`` replace ``train.seed``). The data keys are not among them: the bench trains on the default pipeline's data
-    (its deps), and ``finenet.bench`` refuses a bench profile that changes a data key."""
+    (its deps), and ``finenet.tiers.bench`` refuses a bench profile that changes a data key."""
     keys = []
     for s in stages(NO_NAMES):
-        if s.module == "finenet.train" or s.name in ("evaluate", "report"):
+        if s.module == "finenet.stages.train" or s.name in ("evaluate", "report"):
             keys += [k.split("." + KEY)[0] for k in s.keys()]
     return normalise_keys([*(k for k in keys if k != "train.seed"), "bench"])   # bench.seeds set it
 
 
 def bench_stages() -> dict:
     """bench/dvc.yaml: its own params stage (profile bench, to build/params-bench.yaml), then one
-    stage that runs every seed (``python -m finenet.bench``, Snakemake inside) into reports/bench/
+    stage that runs every seed (``python -m finenet.tiers.bench``, Snakemake inside) into reports/bench/
     (``persist``: a killed run keeps the committed report and resumes from the seeds' runs)."""
     root = ".."
-    params_deps = [*code_deps("finenet.resolved"), PARAMS_YAML, SCHEMA]
-    code = sorted(set().union(*(code_deps(m) for m in ("finenet.bench", "finenet.train", "finenet.evaluate"))))
+    params_deps = [*code_deps("finenet.stages.params"), PARAMS_YAML, SCHEMA]
+    code = sorted(set().union(*(code_deps(m) for m in ("finenet.tiers.bench", "finenet.stages.train", "finenet.stages.evaluate"))))
     return {
         "params": {"cmd": f"finenet params --profile bench --out {BENCH_BUILD}", "wdir": root,
                    "deps": params_deps, "outs": [BENCH_BUILD]},
-        "bench": {"cmd": "python -m finenet.bench", "wdir": root,
+        "bench": {"cmd": "python -m finenet.tiers.bench", "wdir": root,
                   "deps": [*code, *BENCH_FILES, L.sets.as_posix(), L.shards.as_posix()],
                   "params": [{BENCH_BUILD: bench_keys()}],
                   "outs": [{BENCH_OUT: {"persist": True, "cache": False}}]},
-        "release": {"cmd": "python -m finenet.release", "wdir": root,
-                    "deps": [*code_deps("finenet.release"), RELEASE_MANIFEST,
+        "release": {"cmd": "python -m finenet.tiers.release", "wdir": root,
+                    "deps": [*code_deps("finenet.tiers.release"), RELEASE_MANIFEST,
                              *(f.as_posix() for f in release_inputs(bench_seeds()))],
                     "params": [{BENCH_BUILD: ["bench.seeds"]}],
                     "outs": [{RELEASE_OUT: {"cache": False}}]},
@@ -279,7 +279,7 @@ def bench_seeds(path=None) -> list[int]:
 BENCH_HEADER = """\
 # GENERATED from finenet/dag.py -- do not edit by hand. Regenerate with
 #     .venv/bin/python -m finenet.dag --write
-# The bench tier (finenet/bench.py): `cd bench && dvc repro` (or `make bench-tier`). Not part of the
+# The bench tier (finenet/tiers/bench.py): `cd bench && dvc repro` (or `make bench-tier`). Not part of the
 # default `dvc repro` (which runs ../dvc.yaml only); it reads the default pipeline's data/.
 # Parameters: its own params stage resolves profile `bench` to build/params-bench.yaml; the bench
 # stage tracks the keys of it that training, evaluate and report read, so editing the bench profile
@@ -305,9 +305,9 @@ SWEEP_KEYS = ["sweep", "seed", "loader", "model", "variants", "baselines", "trai
 def sweep_stages() -> dict:
     """sweep/dvc.yaml: one stage that trains each method's network at ``sweep.lr`` (Snakemake
     inside) and writes the validation scores as a DVC metric; ``dvc exp run -S sweep.lr=V`` makes
-    it one experiment per learning rate (``finenet.sweep``)."""
-    code = sorted(set().union(*(code_deps(m) for m in ("finenet.sweep", "finenet.train"))))
-    return {"sweep": {"cmd": "python -m finenet.sweep", "wdir": "..",
+    it one experiment per learning rate (``finenet.tiers.sweep``)."""
+    code = sorted(set().union(*(code_deps(m) for m in ("finenet.tiers.sweep", "finenet.stages.train"))))
+    return {"sweep": {"cmd": "python -m finenet.tiers.sweep", "wdir": "..",
                       "deps": [*code, *BENCH_FILES, L.sets.as_posix(), L.shards.as_posix()],
                       "params": [{PARAMS_YAML: SWEEP_KEYS}],
                       "metrics": [{SWEEP_METRICS: {"cache": False}}]}}
@@ -316,9 +316,9 @@ def sweep_stages() -> dict:
 SWEEP_HEADER = """\
 # GENERATED from finenet/dag.py -- do not edit by hand. Regenerate with
 #     .venv/bin/python -m finenet.dag --write
-# The learning-rate sweep (finenet/sweep.py): one DVC experiment per learning rate,
+# The learning-rate sweep (finenet/tiers/sweep.py): one DVC experiment per learning rate,
 #     dvc exp run sweep/dvc.yaml -S params.yaml:sweep.lr=5e-4 -n lr-0.0005
-# (`make lr-sweep` runs every value of sweep.values, then `python -m finenet.sweep --summary`).
+# (`make lr-sweep` runs every value of sweep.values, then `python -m finenet.tiers.sweep --summary`).
 # Not part of the default `dvc repro`; it reads the default pipeline's data/.
 """
 

@@ -210,7 +210,7 @@ class Layout:
 
 DEFAULT = Layout()
 
-# the default pipeline's, as module names (finenet.train imports these)
+# the default pipeline's, as module names (finenet.stages.train imports these)
 MODELS, CHECKPOINTS, TRAIN_REPORTS = DEFAULT.models, DEFAULT.checkpoints, DEFAULT.train_reports
 BUILD_PARAMS = DEFAULT.build_params
 

@@ -31,7 +31,7 @@ PIECE = 10  # frames per video in the trees
 def encode_video(path, frames, codec: str = "libx264", pix_fmt: str = "yuv420p",
                  in_format: str | None = None, rate: int = 25, options: dict | None = None) -> Path:
     """Write ``frames`` (T,H,W,3) RGB or (T,H,W) gray uint8 as a real encoded video with PyAV."""
-    from finenet.video_io import encode_frames
+    from finenet.video.stream import encode_frames
 
     return encode_frames(path, frames, codec, pix_fmt, rate, options, in_format)
 
@@ -90,9 +90,9 @@ def detector():
 
 @pytest.fixture
 def reuse_detector(detector, monkeypatch):
-    """Let ``finenet.sample`` use the session's dlib detector instead of loading the 100 MB shape
+    """Let ``finenet.stages.sample`` use the session's dlib detector instead of loading the 100 MB shape
     predictor again on every run (same class and settings; about 0.6 s a load)."""
-    from finenet import sample
+    from finenet.stages import sample
     from finenet.face.detectors import DlibDetector
 
     def make(upsample: int = 1):

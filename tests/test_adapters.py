@@ -220,7 +220,7 @@ def test_plan_clips_combines_the_datasets(make_params, voxceleb_tree, vw300_tree
 
 def test_stages_end_to_end_on_the_three_layouts(make_params, voxceleb_tree, vw300_tree, youtube_tree,
                                                 tmp_path, monkeypatch):
-    from finenet import blur, heatmaps, pack, sample
+    from finenet.stages import blur, heatmaps, pack, sample
 
     params = make_params(voxceleb=vox_cfg(voxceleb_tree.root, train=3, test=2, frames=6),
                          vw300=vw_cfg(vw300_tree.root, test=2, frames=6),
@@ -285,7 +285,7 @@ def test_names_from_a_tree_become_safe_distinct_bounded_ids(voxceleb_tree, youtu
     """VoxCeleb2 identities, YouTube ids and file names with spaces, unicode, ``..`` or 240
     characters give ids that are one short path component each and stay distinct, and the data
     stages write only inside the output folders."""
-    from finenet import blur, sample
+    from finenet.stages import blur, sample
 
     root = tmp_path / "vox"
     video = next(p for p in voxceleb_tree.videos if "/dev/" in str(p))
@@ -338,7 +338,7 @@ def test_a_per_clip_job_reads_the_plan_file_and_does_not_list_the_tree(make_para
     """What Snakemake does: list once (the Snakefile), write the plan, run per-clip jobs with
     ``--plan``. With the dataset tree gone, a job given the plan still finds its clip (blur reads
     only the sampled clip); without it, it fails listing the tree."""
-    from finenet import blur, sample
+    from finenet.stages import blur, sample
     from finenet.data.clips import plan_file, read_plan, write_plan
     from finenet.errors import FineNetError
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from finenet import sample
+from finenet.stages import sample
 from finenet.cli import main
 from finenet.data import voxceleb, vw300, youtube
 from finenet.data.store import load_npz

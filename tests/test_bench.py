@@ -1,4 +1,4 @@
-"""The bench tier (finenet/bench.py): its profile shares the default pipeline's data, a seed's
+"""The bench tier (finenet/tiers/bench.py): its profile shares the default pipeline's data, a seed's
 working directory, and the report of several seeds (mean ± sd over seeds, seed-by-seed
 differences, a manifest of the models)."""
 
@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from finenet import bench, report
+from finenet.tiers import bench
+from finenet.stages import report
 from finenet.errors import FineNetError
 from finenet.layout import Layout, training_runs
 from finenet.params import ROOT, load_params
@@ -178,7 +179,7 @@ def test_two_seeds_train_evaluate_and_report_end_to_end(tmp_path_factory):
     profile = tmp_path_factory.mktemp("smk_profile")
     (profile / "config.yaml").write_text("max-checksum-file-size: 1000\n")
     env = {**os.environ, "SNAKEMAKE_PROFILE": str(profile)}
-    run = lambda: subprocess.run([sys.executable, "-m", "finenet.bench"], cwd=root, capture_output=True,  # noqa: E731
+    run = lambda: subprocess.run([sys.executable, "-m", "finenet.tiers.bench"], cwd=root, capture_output=True,  # noqa: E731
                                  text=True, timeout=900, env=env)
     out = run()
     assert out.returncode == 0, out.stderr[-3000:]

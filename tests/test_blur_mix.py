@@ -240,7 +240,7 @@ def test_fft_blur_matches_direct_correlation():
 # --- the stage ---------------------------------------------------------------------------------
 
 def test_blur_stage_records_severity_family_noise_jpeg(tmp_path, monkeypatch):
-    from finenet import blur as stage
+    from finenet.stages import blur as stage
     from finenet.data.clips import ClipSpec
     from finenet.data.store import blurred_path, clip_path, load_npz, save_npz
 

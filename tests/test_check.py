@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from finenet import check
+from finenet.tiers import check
 from finenet.errors import FineNetError
 from finenet.params import load_params, ROOT
 

@@ -98,9 +98,9 @@ def test_the_issue_s_examples():
 
 
 def test_plan_keys_follow_the_embedded_sets():
-    from finenet.data.embedded import SETS
+    from finenet.data.embedded import SET_OF_ROLE
 
-    assert tuple(SETS) == dag.EMBEDDED_SETS
+    assert tuple(SET_OF_ROLE) == dag.EMBEDDED_SETS
 
 
 def test_snakemake_params_resolve_templates_and_clips():
@@ -121,13 +121,13 @@ def test_snakemake_params_resolve_templates_and_clips():
 # --- code deps ------------------------------------------------------------------------------------
 
 def test_code_deps_are_the_import_closure():
-    train = dag.code_deps("finenet.train")
+    train = dag.code_deps("finenet.stages.train")
     # the loader's heatmap module (the hand-written list missed it), the models, the entry point
-    assert {"finenet/train.py", "finenet/data/windows.py", "finenet/face/heatmap.py", "finenet/cli.py",
+    assert {"finenet/stages/train.py", "finenet/data/windows.py", "finenet/face/heatmap.py", "finenet/cli.py",
             "finenet/models/baselines/edvr.py", "finenet/layout.py", "finenet/__init__.py"} <= set(train)
-    assert not any(p.startswith("finenet/deblur/") for p in train) and "finenet/check.py" not in train   # cli's dispatch
-    assert "finenet/ops/degrade.py" in dag.code_deps("finenet.blur")
-    assert "finenet/ops/degrade.py" not in dag.code_deps("finenet.heatmaps")
+    assert not any(p.startswith("finenet/deblur/") for p in train) and "finenet/tiers/check.py" not in train   # cli's dispatch
+    assert "finenet/ops/degrade.py" in dag.code_deps("finenet.stages.blur")
+    assert "finenet/ops/degrade.py" not in dag.code_deps("finenet.stages.heatmaps")
     for stage in dag.stages():
         for f in dag.code_deps(stage.module):
             assert (ROOT / f).is_file()
@@ -151,11 +151,11 @@ def test_imports_resolves_relative_lazy_and_skips_main(tmp_path):
 
 def test_frozen_inputs_are_the_deps_train_py_loads():
     from finenet.params import load_params
-    from finenet.train import frozen_inputs, warm_start
+    from finenet.stages.train import frozen_inputs, warm_start
 
     params = load_params(ROOT / "params.yaml")
     for stage in dag.stages():
-        if stage.module == "finenet.train":
+        if stage.module == "finenet.stages.train":
             models = {d for d in stage.deps if d.startswith("models/")}
             if stage.name == "train_baseline":     # one template: every baseline's starting points
                 loads = {p.as_posix() for b in params["baselines"]
@@ -169,10 +169,10 @@ def test_frozen_inputs_are_the_deps_train_py_loads():
 # --- layout ---------------------------------------------------------------------------------------
 
 def test_layout_is_the_one_home_of_the_paths():
-    from finenet import evaluate, pack, report, train
+    from finenet.stages import evaluate, pack, report, train
     from finenet.data import store
 
-    assert (store.CLIPS, store.BLURRED, store.SHARDS, store.SETS) == (
+    assert (store.CLIPS, store.BLURRED, store.SHARDS, store.SETS_DIR) == (
         DEFAULT.clips, DEFAULT.blurred, DEFAULT.shards, DEFAULT.sets)
     assert store.clip_path("c") == DEFAULT.clip_file("c") and store.shard_path("c") == DEFAULT.shard_file("c")
     assert store.blurred_path("c") == DEFAULT.blurred_file("c")
@@ -246,7 +246,7 @@ def test_the_bench_pipeline_is_generated_and_tracks_what_its_runs_read():
     keys = stages["bench"]["params"][0]["build/params-bench.yaml"]
     assert {"train.iterations.enhance", "train.validation", "baselines", "variants", "report", "bench"} <= set(keys)
     assert not [k for k in keys if k.split(".")[0] in ("data", "blur", "seed") or k == "train.seed"]
-    assert {"data/sets", "data/h5", "Snakefile", "finenet/bench.py", "finenet/train.py"} <= set(stages["bench"]["deps"])
+    assert {"data/sets", "data/h5", "Snakefile", "finenet/tiers/bench.py", "finenet/stages/train.py"} <= set(stages["bench"]["deps"])
     assert stages["bench"]["outs"] == [{"reports/bench": {"persist": True, "cache": False}}]
     # its resolved file is not the default pipeline's: editing profiles.bench re-runs no default stage
     assert dag.BENCH_BUILD != dag.BUILD

@@ -380,7 +380,7 @@ def _other_command(d):
 
 
 def _code_dep_only(d):
-    d["stages"]["pack"]["deps"].append("finenet/stages.py")
+    d["stages"]["pack"]["deps"].append("finenet/stages/clip_loop.py")
 
 
 def _dropped_param(d):

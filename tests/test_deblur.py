@@ -32,14 +32,15 @@ import numpy as np
 import pytest
 import torch
 
-from finenet import deblur, video_io
+from finenet import deblur
+from finenet.video import stream
 from finenet.checkpoint import save_model
 from finenet.cli import main
 from finenet.data.video import read_video
 from finenet.layout import model_file
 from finenet.models import build
 from finenet.params import resolve
-from finenet.release import NETS
+from finenet.tiers.release import FINENET_RUNS
 from finenet.models.config import net_config
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -134,7 +135,7 @@ def small(tmp_path_factory, raw_params, params_writer):
     params = resolve(raw, "embedded")
     root = tmp_path_factory.mktemp("deblur")
     torch.manual_seed(0)
-    for net, variant in NETS:
+    for net, variant in FINENET_RUNS:
         arch, config = net_config(params, net, variant)
         model = build(arch, **config)
         if net == "combine":
@@ -251,7 +252,7 @@ def test_odd_yuv420p_is_padded_by_one_repeated_row_and_column(tmp_path, carphone
     video, out, summary, err = deblur_odd(tmp_path, carphone, small, encode, capfd, "yuv420p", ".mkv")
     assert summary["size"] == [177, 143] and summary["output_size"] == [178, 144]
     assert summary["input_pix_fmt"] == summary["pix_fmt"] == "yuv420p"
-    assert summary["crf"] == video_io.DEFAULT_CRF and summary["preset"] == video_io.DEFAULT_PRESET
+    assert summary["crf"] == stream.DEFAULT_CRF and summary["preset"] == stream.DEFAULT_PRESET
     assert err == [f"finenet: note: {video}: 177x143 padded to 178x144 (yuv420p needs an even width "
                    f"and height; last column/row repeated)"], err
     frames, _ = read_video(out)
@@ -278,7 +279,7 @@ def yuv444_clip(tmp_path_factory, carphone, encode):
 
 
 def decoded_planes(path: Path) -> list:
-    from finenet.video_io import VideoSource
+    from finenet.video.stream import VideoSource
 
     video = VideoSource(path)
     planes = [p.planes for p in video]
@@ -503,7 +504,7 @@ def test_a_truncated_input_fails_and_leaves_nothing(half_faststart, small, tmp_p
 
 KILLED_RUN = """
 import sys, time
-from finenet.video_io import temp_output
+from finenet.video.stream import temp_output
 
 held = []
 for name in sys.argv[1:]:                  # what a run writing these outputs holds
@@ -518,7 +519,7 @@ time.sleep(120)
 def test_a_killed_runs_temporary_file_is_deleted_by_the_next_run(small, carphone, encode, tmp_path):
     """A run killed (SIGKILL: no clean-up of its own) leaves its temporary outputs; they are kept
     while it lives, and the next run into that folder deletes them, whatever output they were for."""
-    from finenet.video_io import remove_stale_temps
+    from finenet.video.stream import remove_stale_temps
 
     folder = tmp_path / "results"
     folder.mkdir()

@@ -30,7 +30,7 @@ import torch
 
 from finenet import deblur
 from finenet.cli import main
-from finenet.video_io import VideoSource, encode_frames
+from finenet.video.stream import VideoSource, encode_frames
 
 from test_deblur import rendered_lines, reuse_detectors, small, temp_files  # noqa: F401
 

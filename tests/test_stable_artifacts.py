@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from finenet import train
+from finenet.stages import train
 from finenet.checkpoint import load_model, load_state, save_model, save_state
 from finenet.errors import FineNetError
 from finenet.layout import model_path, run_name
 from finenet.models import build
 from finenet.models.config import net_config
 from finenet.params import resolve
-from finenet.release import NETS
+from finenet.tiers.release import FINENET_RUNS
 
 
 def md5(path) -> str:
@@ -155,7 +155,7 @@ def test_num_frames_seven_is_usable_and_a_baseline_must_agree(raw_params):
 def make_set(root, clips=("c0", "c1"), frames=8, size=32):
     """A packed set in the pipeline's layout: shards written by the heatmaps stage's writer
     (gzip, one chunk per frame), a set file of external links (as the pack stage makes)."""
-    from finenet.heatmaps import write_shard
+    from finenet.stages.heatmaps import write_shard
 
     rng = np.random.default_rng(0)
     (root / "data" / "h5").mkdir(parents=True)
@@ -182,7 +182,7 @@ def one_line(exc) -> str:
 
 
 def test_truncated_shard_fails_before_training_naming_the_file(tmp_path, monkeypatch):
-    from finenet import evaluate
+    from finenet.stages import evaluate
     from finenet.data.windows import WindowDataset
 
     set_path = make_set(tmp_path)
@@ -276,7 +276,7 @@ def timestamps(path) -> list[float]:
 
 @pytest.mark.parametrize("out_name,fmt", [("out.mp4", "mp4"), ("out.mkv", "matroska")])
 def test_variable_frame_rate_keeps_its_timing(tmp_path, out_name, fmt):
-    from finenet.video_io import VideoSink, VideoSource
+    from finenet.video.stream import VideoSink, VideoSource
 
     src = vfr_clip(tmp_path / "vfr.mkv")
     truth = timestamps(src)
@@ -296,7 +296,7 @@ def test_variable_frame_rate_keeps_its_timing(tmp_path, out_name, fmt):
 
 
 def test_constant_rate_input_is_left_as_it_was(tmp_path, encode):
-    from finenet.video_io import VideoSource
+    from finenet.video.stream import VideoSource
 
     frames = np.zeros((10, 32, 32, 3), np.uint8)
     for path, kw in ((tmp_path / "a.mp4", {}), (tmp_path / "b.mkv", dict(rate=Fraction(30000, 1001))),
@@ -320,7 +320,7 @@ def test_deblur_keeps_a_variable_frame_rate_clips_duration(tmp_path, carphone, r
     raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
     params = resolve(raw, "embedded")
     torch.manual_seed(0)
-    for net, variant in NETS:
+    for net, variant in FINENET_RUNS:
         arch, config = net_config(params, net, variant)
         save_model(tmp_path / "models" / run_name(net, variant) / "model.pt", arch, config,
                    build(arch, **config))

@@ -43,7 +43,7 @@ def test_a_failed_write_is_one_line(code, monkeypatch, capsys, tmp_path):
     def fail(params, *args, **kwargs):
         raise OSError(code, __import__("os").strerror(code), str(tmp_path / ".params.yaml.x.tmp.yaml"))
 
-    monkeypatch.setattr("finenet.resolved.write", fail)
+    monkeypatch.setattr("finenet.stages.params.write", fail)
     assert cli.main(["params", "--params", str(ROOT / "params.yaml"), "--out", str(tmp_path / "p.yaml")]) == 2
     err = capsys.readouterr().err
     assert err == f"finenet: {tmp_path / '.params.yaml.x.tmp.yaml'}: {__import__('os').strerror(code)}\n"
@@ -65,8 +65,8 @@ from finenet.atomic import atomic_path
 def run(params, clip=None, plan=None):
     with atomic_path({str(target)!r}) as tmp, open(tmp, "wb") as fh:
         fh.write(bytes(1 << 16))
-import finenet.blur
-finenet.blur.run = run
+import finenet.stages.blur
+finenet.stages.blur.run = run
 sys.exit(cli.main(["blur", "--params", {str(ROOT / 'params.yaml')!r}]))
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
@@ -103,7 +103,7 @@ def shard(tmp_path, monkeypatch):
 
 
 def refused_naming(spec, path) -> str:
-    from finenet import pack
+    from finenet.stages import pack
 
     with pytest.raises(FineNetError) as info:
         pack.shard_row(spec)
@@ -113,7 +113,7 @@ def refused_naming(spec, path) -> str:
 
 
 def test_a_truncated_shard_is_one_line_naming_it_when_packed(shard):
-    from finenet import pack
+    from finenet.stages import pack
 
     with shard(64) as g:
         g.create_dataset("blurry", data=np.random.default_rng(0).integers(0, 255, (64, 32, 32, 3), np.uint8),
@@ -128,7 +128,7 @@ def test_a_flipped_bit_in_a_shards_pixels_is_one_line_naming_it_when_packed(shar
     manifest's own fields never touch) fails at packing time, naming the shard."""
     import h5py
 
-    from finenet import pack
+    from finenet.stages import pack
 
     pixels = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), np.uint8)
     with shard(8) as g:

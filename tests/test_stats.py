@@ -1,10 +1,10 @@
-"""Paired bootstrap intervals (finenet/stats.py) and their table."""
+"""Paired bootstrap intervals (finenet/reporting/stats.py) and their table."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from finenet import stats, tables
+from finenet.reporting import stats, tables
 
 
 def test_interval_covers_the_mean_with_the_normal_width():

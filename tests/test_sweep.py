@@ -1,4 +1,4 @@
-"""The learning-rate sweep (finenet/sweep.py, finenet/runs.py): working directories with training
+"""The learning-rate sweep (finenet/tiers/sweep.py, finenet/tiers/runs.py): working directories with training
 overrides, the pick on validation, the schema, and two real DVC experiments on a tiny sample read
 back through `dvc exp show --json`."""
 
@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from finenet import runs, sweep
+from finenet.tiers import runs, sweep
 from finenet.errors import FineNetError
 from finenet.models.config import learning_rate
 from finenet.params import ROOT, load_params
@@ -114,7 +114,7 @@ def test_two_dvc_experiments_end_to_end(tmp_path_factory):
     root = embedded_workdir(tmp_path_factory.mktemp("sweep_e2e"), edit)
     (root / "sweep").mkdir()
     (root / "sweep/dvc.yaml").write_text(yaml.safe_dump({"stages": {"sweep": {
-        "cmd": f"{sys.executable} -m finenet.sweep", "wdir": "..", "deps": ["data/sets", "data/h5"],
+        "cmd": f"{sys.executable} -m finenet.tiers.sweep", "wdir": "..", "deps": ["data/sets", "data/h5"],
         "params": [{"params.yaml": ["sweep"]}], "metrics": [{"reports/sweep/val.json": {"cache": False}}]}}}))
     (root / ".gitignore").write_text("/data/\n/runs/\n/build/\n/logs/\n.snakemake/\n")
     env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
@@ -134,7 +134,7 @@ def test_two_dvc_experiments_end_to_end(tmp_path_factory):
     for v in ("0.001", "0.004"):
         sh(dvc, "exp", "run", "sweep/dvc.yaml", "-S", f"params.yaml:sweep.lr={v}", "-n", f"lr-{v}")
         assert (root / f"runs/sweep/lr{v}/reports/train/combine_late_val.csv").is_file()
-    sh(sys.executable, "-m", "finenet.sweep", "--summary")
+    sh(sys.executable, "-m", "finenet.tiers.sweep", "--summary")
     summary = json.loads((root / "reports/sweep/summary.json").read_text())
     assert summary["learning_rates"] == [0.001, 0.004]
     assert summary["experiments"] == {"0.001": "lr-0.001", "0.004": "lr-0.004"}

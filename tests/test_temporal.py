@@ -1,4 +1,4 @@
-"""The warping error (Lai et al. 2018) of ``finenet.temporal``: exact values where the answer is
+"""The warping error (Lai et al. 2018) of ``finenet.scoring.temporal``: exact values where the answer is
 known, the warp's direction, the occlusion check, the flow estimator's accuracy, bad input."""
 
 from dataclasses import replace
@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from finenet.errors import FineNetError
-from finenet.temporal import (FLOW_PARAMS, Flows, TemporalInputError, estimate_flow, occlusion_mask,
+from finenet.scoring.temporal import (FLOW_PARAMS, Flows, TemporalInputError, estimate_flow, occlusion_mask,
                               warp_error)
 
 

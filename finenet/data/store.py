@@ -16,12 +16,12 @@ DATA = Path("data")
 CLIPS = DATA / "clips"        # sample: sharp face crops
 BLURRED = DATA / "blurred"    # blur: blurry crops and the kernels used
 SHARDS = DATA / "h5"          # heatmaps: one HDF5 shard per clip
-SETS = DATA / "sets"          # pack: one HDF5 per set, a group per clip (external links)
+SETS_DIR = DATA / "sets"          # pack: one HDF5 per set, a group per clip (external links)
 FIT_SETS = ("train", "val")   # the sets training reads (fit, and pick the checkpoint); the others are test sets
 
 
 def set_file(name: str) -> Path:
-    return SETS / f"{name}.h5"
+    return SETS_DIR / f"{name}.h5"
 
 
 def clip_path(clip_id: str) -> Path:

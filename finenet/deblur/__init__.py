@@ -4,7 +4,7 @@ The video is streamed: frames are decoded one at a time, a bounded buffer holds 
 steps need (at most MAX_GAP=5 + the smoothing look-ahead + 5 frames, whatever the video's length),
 and the result is encoded as it goes (H.264 in the input's pixel format where libx264 writes it:
 yuv420p, yuv422p, yuv444p, else the closest 8-bit one; same frame rate, frame count and colour
-tags, the audio copied over; see ``finenet.video_io``). Pixels FineNet does not change are written
+tags, the audio copied over; see ``finenet.video.stream``). Pixels FineNet does not change are written
 as the decoded YUV samples, not re-converted from RGB: lossless (x264 qp 0: ``--lossless``, or
 ``--crf 0``, the default) they come out bit-exact; a higher ``--crf`` trades that for file size.
 Each frame goes through the pipeline's own steps:
@@ -33,7 +33,7 @@ Each frame goes through the pipeline's own steps:
    crop keeps the frame's own detail where FineNet changes nothing. Where the crops of two faces
    overlap, their corrections are averaged with the masks as weights (added as they are where
    the masks sum to at most 1). Only the pixels whose RGB the paste changed get new YUV samples
-   (the YUV difference of the change, ``finenet.video_io``).
+   (the YUV difference of the change, ``finenet.video.stream``).
 
 Bad input is one ``FineNetError``: among them a still image (a PNG or JPEG, even named .mp4), and
 an input that does not decode to the end (truncated or corrupt: ``decoding stopped at frame N of
@@ -42,7 +42,7 @@ discarded). The output is
 written to a hidden temporary file next to it (``.<name>.<random>.deblur.tmp<suffix>``, flock-ed
 while the run lives) and renamed only when complete, so a failed run leaves no output behind and
 deletes its temporary file; one a killed run left is deleted by the next run writing to that
-folder (``video_io.remove_stale_temps``).
+folder (``video.stream.remove_stale_temps``).
 
 On a CPU shared with other work, OMP_NUM_THREADS=1 can be several times faster than torch's
 default thread count (the per-frame tensors are small).

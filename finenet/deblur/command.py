@@ -16,7 +16,7 @@ from .compare import CompareSink, check_compare, parse_labels, temp_outputs
 from ..errors import FineNetError
 from ..params import DEFAULT_PARAMS
 from ..device import pick_device
-from ..video_io import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
+from ..video.stream import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
                        VideoSource, output_format, parse_encoding, remove_stale_temps)
 from .model import TTA, Loaded, load, restore_residuals
 from .tracking import (DETECT_MAX_SIDE, FACES, MAX_GAP, BufferStats, bridge_gaps, crop_faces,
@@ -126,7 +126,7 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
         tta: str = "none", loaded: Loaded | None = None) -> dict:
     """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks, the
     output's pixel format and encoder settings). ``crf`` (x264, 0..51; default
-    ``video_io.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264). ``compare``: also
+    ``video.stream.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264). ``compare``: also
     write the side-by-side comparison video there (``finenet.deblur.compare``; ``labels``: "left,right"
     text above its halves), atomically with the output: a failure leaves neither. ``batch``:
     windows per model call (``restore``). ``faces``: "all" or "largest" (``deblur_faces``).

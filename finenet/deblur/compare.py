@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FineNetError
-from ..video_io import Layout, Picture, VideoSink, temp_output
+from ..video.stream import Layout, Picture, VideoSink, temp_output
 
 LABEL_BAR = 0.06          # label bar height, as a fraction of the frame height ...
 LABEL_BAR_MIN = 16        # ... and at least this many pixels (always even)
@@ -75,7 +75,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 @contextlib.contextmanager
 def temp_outputs(output, compare=None):
-    """``video_io.temp_output`` for the main output and, when given, the comparison video:
+    """``video.stream.temp_output`` for the main output and, when given, the comparison video:
     yields (temporary path, temporary comparison path or None); both are renamed into place when
     the block succeeds, and a failure leaves neither (also one in the last rename: the comparison
     video, renamed first, is then deleted again)."""

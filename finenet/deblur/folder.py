@@ -1,11 +1,11 @@
 """``finenet deblur DIR -o OUTDIR``: every video of a folder, the model and detectors loaded once.
 
 - The videos: the files directly in DIR (subfolders are not searched) whose suffix, in any case,
-  is one ``video_io.input_suffixes`` lists (the output containers .mp4 .m4v .mov .mkv, and .avi,
+  is one ``video.stream.input_suffixes`` lists (the output containers .mp4 .m4v .mov .mkv, and .avi,
   .webm, .mpg, .mpeg, .flv), sorted by name. Other files are skipped with a note; hidden files
   (a leading dot, such as the temporary files of a run writing into DIR) are ignored.
 - Outputs: ``OUTDIR/<the input's name>`` when its container is one the output can be written in
-  (``video_io.CONTAINERS``: the name is kept, its container too), else ``OUTDIR/<stem>.mp4``
+  (``video.stream.CONTAINERS``: the name is kept, its container too), else ``OUTDIR/<stem>.mp4``
   (``clip.avi`` -> ``clip.mp4``). Where two inputs would get the same output name (``clip.avi``
   and ``clip.mp4``), the one that keeps its own name has it (else the first by name) and the
   other fails, with the reason. OUTDIR is made if needed; it may not be DIR itself (the outputs
@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..errors import FineNetError
-from ..video_io import CONTAINERS, input_suffixes, parse_encoding
+from ..video.stream import CONTAINERS, input_suffixes, parse_encoding
 
 SUMMARY = "deblur_summary.json"
 

@@ -18,7 +18,7 @@ from ..face.heatmap import FLIP_68
 from ..layout import model_file
 from ..models.finenet import FineNet
 from ..models.registry import full_config
-from ..release import NETS, installed, verify
+from ..tiers.release import FINENET_RUNS, installed, verify
 from ..models.config import net_config
 from .paste import paste
 from .tracking import STALL, BufferStats
@@ -134,7 +134,7 @@ def load_finenet(checkpoint, params: dict, device: torch.device) -> FineNet:
                                  "made by dvc repro, or a release folder)")
     verify(root)
     nets = {}
-    for net, variant in NETS:
+    for net, variant in FINENET_RUNS:
         path = model_file(root, net, variant)
         if not path.is_file():
             raise FineNetError(path, "model file not found: the checkpoint folder needs predeblur/, "

@@ -77,11 +77,11 @@ class HeatmapEncoder(nn.Module):
         return lrelu(self.conv2(lrelu(self.conv1(heatmaps))))
 
 
-def fold(x: torch.Tensor) -> torch.Tensor:
+def merge_frames(x: torch.Tensor) -> torch.Tensor:
     """(B,N,…) -> (B*N,…)."""
     return x.reshape(-1, *x.shape[2:])
 
 
-def unfold(x: torch.Tensor, n: int) -> torch.Tensor:
+def split_frames(x: torch.Tensor, n: int) -> torch.Tensor:
     """(B*N,…) -> (B,N,…)."""
     return x.reshape(-1, n, *x.shape[1:])

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..losses import combine_loss
+from .losses import combine_loss
 from .blocks import ResBlock, Upsampler, conv3, lrelu, res_blocks, upsample, zero_init
 from .registry import register
 from .shared import Branch, Shared

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from .align import PyramidAlign
-from .blocks import HeatmapEncoder, Upsampler, fold, lrelu, res_blocks, unfold
+from .blocks import HeatmapEncoder, Upsampler, lrelu, merge_frames, res_blocks, split_frames
 from .registry import register
-from ..losses import branch_loss
+from .losses import branch_loss
 from .shared import Branch, Shared
 
 
@@ -32,13 +32,13 @@ class EnhanceBranch(nn.Module):
         """Frame t (B,3,H,W) and the aligned features of all frames (B,N,C,h,w)."""
         n, c = shared.num_frames, self.centre
         ref_idx = [c] * n
-        inputs = [[fold(p) for p in shared.pyramid], [fold(p[:, ref_idx]) for p in shared.pyramid]]
+        inputs = [[merge_frames(p) for p in shared.pyramid], [merge_frames(p[:, ref_idx]) for p in shared.pyramid]]
         heat = None
         if self.heat is not None:
             size = shared.pyramid[self.heatmap_level - 1].shape[-2:]
-            enc = unfold(self.heat(fold(heatmaps), size), n)
-            heat = [fold(enc), fold(enc[:, ref_idx])]
-        aligned = unfold(self.align(inputs, heat), n)
+            enc = split_frames(self.heat(merge_frames(heatmaps), size), n)
+            heat = [merge_frames(enc), merge_frames(enc[:, ref_idx])]
+        aligned = split_frames(self.align(inputs, heat), n)
         fused = lrelu(self.fusion(aligned.flatten(1, 2)))
         return Branch(shared.predeblurred[:, c] + self.to_image(self.recon(fused)), aligned)
 

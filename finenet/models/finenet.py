@@ -9,7 +9,17 @@ import torch
 from torch import nn
 
 from .registry import register
-from .shared import shared_features
+from .shared import Branch, Shared, shared_features
+
+
+def combiner_inputs(frontend: nn.Module, enhance: nn.Module, interp: nn.Module, frames: torch.Tensor,
+                    heatmaps: torch.Tensor | None = None) -> tuple[Branch, Branch, Shared]:
+    """FineNet's composition below the combiner (paper Fig. 3), the one place it is written: the
+    front end once per window (B,N,3,H,W), then both branches on its features. Returns what every
+    combiner takes, ``(enhanced, interpolated, shared)``: ``FineNet`` runs it, training feeds it
+    to the combiner it trains, the evaluate stage scores it."""
+    shared = shared_features(frontend, frames)
+    return enhance(shared, heatmaps), interp(shared, heatmaps), shared
 
 
 @register("finenet")
@@ -21,7 +31,6 @@ class FineNet(nn.Module):
     def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None) -> dict:
         """Frame t of each window (B,N,3,H,W) as every stage makes it: ``predeblur``, ``enhance``,
         ``interp`` and FineNet's ``output``."""
-        shared = shared_features(self.frontend, frames)
-        enh, inp = self.enhance(shared, heatmaps), self.interp(shared, heatmaps)
+        enh, inp, shared = combiner_inputs(self.frontend, self.enhance, self.interp, frames, heatmaps)
         return {"predeblur": shared.predeblurred[:, shared.num_frames // 2], "enhance": enh.image,
                 "interp": inp.image, "output": self.combiner(enh, inp, shared).image}

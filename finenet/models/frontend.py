@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..losses import branch_loss
+from .losses import branch_loss
 from .blocks import Downsampler, Upsampler, conv3, lrelu, res_blocks, upsample
 from .registry import register
 

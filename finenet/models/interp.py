@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from .align import PyramidAlign
-from .blocks import HeatmapEncoder, Upsampler, fold, lrelu, res_blocks, unfold
+from .blocks import HeatmapEncoder, Upsampler, lrelu, merge_frames, res_blocks, split_frames
 from .registry import register
-from ..losses import branch_loss
+from .losses import branch_loss
 from .shared import Branch, Shared
 
 
@@ -50,7 +50,7 @@ class InterpBranch(nn.Module):
         if self.heat is not None:
             n = shared.num_frames
             size = shared.pyramid[self.heatmap_level - 1].shape[-2:]
-            enc = both(unfold(self.heat(fold(heatmaps), size), n))
+            enc = both(split_frames(self.heat(merge_frames(heatmaps), size), n))
             heat = [enc[:, k] for k in range(len(self.forward_order))]
         fwd, bwd = self.align(pyramids, heat).chunk(2, dim=0)
         fused = lrelu(self.fusion(torch.cat([fwd, bwd], 1)))

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-from .blocks import fold, unfold
+from .blocks import merge_frames, split_frames
 from .frontend import FrontEnd
 
 
@@ -31,7 +31,7 @@ class Branch(NamedTuple):
 
 def shared_features(frontend: FrontEnd, frames: torch.Tensor) -> Shared:
     n = frames.shape[1]
-    flat = fold(frames)
+    flat = merge_frames(frames)
     feats = frontend.pyramid(flat)
     image = frontend.decode_image(flat, feats)
-    return Shared([unfold(f, n) for f in feats], unfold(image, n), frames)
+    return Shared([split_frames(f, n) for f in feats], split_frames(image, n), frames)

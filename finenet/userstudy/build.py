@@ -24,7 +24,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import FineNetError
-from ..tables import BASELINES, METHODS
+from ..reporting.tables import BASELINES, METHODS
 from . import page as pages
 
 FINENET = "finenet/late"        # FineNet as the evaluate stage names it (tables.TABLE1, stats.COMPARISONS)
@@ -146,7 +146,7 @@ def sha256(data: bytes) -> str:
 
 
 def build(samples_path, out, sets=None, with_synthetic: bool = False, methods=None, seed: int = 0) -> Study:
-    from ..report import read_samples
+    from ..stages.report import read_samples
 
     samples_path, out = Path(samples_path), Path(out)
     samples = read_samples(samples_path)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import FineNetError
-from ..tables import METHODS, markdown, order_methods
+from ..reporting.tables import METHODS, markdown, order_methods
 from . import page as pages
 from .build import FINENET, KEY_FORMAT, PAGE_NAME, sha256
 
@@ -269,7 +269,7 @@ def write_csv(path: Path, rows: list) -> None:
 def pie(path: Path, result: Result) -> None:
     """Votes per method, in the report's figure style (``figures._pyplot``, ``figures.save``);
     FineNet in the report's FineNet green."""
-    from .. import figures
+    from ..reporting import figures
 
     shown = [r for r in result.rows if r["votes"] > 0]
     with figures._pyplot() as plt:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..align import PyramidAlign
-from ..blocks import Upsampler, conv3, fold, lrelu, res_blocks, unfold, upsample
+from ..blocks import Upsampler, conv3, lrelu, merge_frames, res_blocks, split_frames, upsample
 from ..frontend import FrontEnd
 from ..registry import register
 from .deblur_common import charbonnier, check_window, crop_to, pad_to
@@ -67,7 +67,7 @@ class TSAFusion(nn.Module):
     def forward(self, aligned: torch.Tensor) -> torch.Tensor:
         b, n, c, h, w = aligned.shape
         ref = self.embed_ref(aligned[:, self.centre])                       # (B,C,H,W)
-        emb = unfold(self.embed(fold(aligned)), n)                          # (B,N,C,H,W)
+        emb = split_frames(self.embed(merge_frames(aligned)), n)            # (B,N,C,H,W)
         weight = torch.sigmoid((emb * ref.unsqueeze(1)).sum(2, keepdim=True))  # (B,N,1,H,W)
         weighted = (aligned * weight).flatten(1, 2)                         # (B,N*C,H,W)
         fused = lrelu(self.fuse(weighted))
@@ -101,10 +101,11 @@ class EDVR(nn.Module):
     def _run(self, frames: torch.Tensor):
         n, c = check_window(frames)
         frames, size = pad_to(frames, self.multiple)
-        pyramid = [unfold(p, n) for p in self.frontend.pyramid(fold(frames))]     # per level (B,N,C,h,w)
+        pyramid = [split_frames(p, n) for p in self.frontend.pyramid(merge_frames(frames))]  # per level (B,N,C,h,w)
         base = self.frontend.decode_image(frames[:, c], [p[:, c] for p in pyramid])
         ref = [c] * n
-        aligned = unfold(self.align([[fold(p) for p in pyramid], [fold(p[:, ref]) for p in pyramid]]), n)
+        aligned = split_frames(self.align([[merge_frames(p) for p in pyramid],
+                                           [merge_frames(p[:, ref]) for p in pyramid]]), n)
         if isinstance(self.fusion, TSAFusion):
             fused = self.fusion(aligned)
         else:                                                                       # tsa: false

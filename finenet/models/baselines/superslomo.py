@@ -27,7 +27,7 @@ L_warp = ||I0 - g(I1, F_{0→1})||_1 + ||I1 - g(I0, F_{1→0})||_1 + ||I_t - g(I
 L_smooth = ||∇F_{0→1}||_1 + ||∇F_{1→0}||_1.
 **Substitute:** the paper's perceptual loss (VGG16 conv4_3 features) needs ImageNet weights that
 cannot be downloaded offline; it is replaced by the L1 loss on spatial image gradients
-(``finenet.losses.gradient_loss``, the sharpness term FineNet itself uses), weight λ_g.
+(``finenet.models.losses.gradient_loss``, the sharpness term FineNet itself uses), weight λ_g.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...losses import gradient_loss
+from ..losses import gradient_loss
 from ..registry import register
 from .warping import TwoFrameInterpolator, backwarp, flow_smoothness, pad_to
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import figures, layout, stats, tables
-from .atomic import atomic_dir, atomic_path
-from .errors import FineNetError
+from .. import layout
+from ..reporting import figures, stats, tables
+from ..atomic import atomic_dir, atomic_path
+from ..errors import FineNetError
 
 EVAL = layout.DEFAULT.eval
 FRAMES, NOREF, SAMPLES = layout.DEFAULT.eval_frames, layout.DEFAULT.eval_noref, layout.DEFAULT.eval_samples
@@ -429,6 +430,6 @@ def build(params: dict, frames: pd.DataFrame, noref: pd.DataFrame, samples: list
 if __name__ == "__main__":
     import sys
 
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["report", *sys.argv[1:]]))

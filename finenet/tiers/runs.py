@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
-from .atomic import atomic_path
-from .errors import FineNetError
-from .params import DEFAULT_PARAMS, ROOT, deep_merge
+from ..atomic import atomic_path
+from ..errors import FineNetError
+from ..params import DEFAULT_PARAMS, ROOT, deep_merge
 
 TRAIN_RULES = ("train_predeblur", "train_enhance", "train_interp", "train_combine", "train_baseline")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from ..atomic import atomic_path
 from .tables import METHODS, PAIRS, order_methods
 
 DPI = 110
@@ -188,7 +188,7 @@ def motion_clip(frames: np.ndarray, methods: list[str], path: Path) -> None:
     """``frames`` (M,K,H,W,3) uint8, one run of K frames per method, as one video of K frames: a grid
     of tiles (blurry input first, then the tables' order), each labelled; lossless H.264 (yuv444p),
     played at ``CLIP_RATE`` frames per second."""
-    from .video_io import encode_frames
+    from ..video.stream import encode_frames
 
     order = ["blurry"] + [m for m in order_methods(set(methods) - {"blurry"})]
     index = {m: i for i, m in enumerate(methods)}

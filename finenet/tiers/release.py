@@ -1,11 +1,11 @@
 """The release model: the bench tier's FineNet that ``finenet deblur`` uses by default.
 
-    python -m finenet.release            # what bench/dvc.yaml's ``release`` stage runs
+    python -m finenet.tiers.release            # what bench/dvc.yaml's ``release`` stage runs
 
 Of the bench tier's training seeds (``bench.seeds``, ``runs/bench/seed<N>``), the one whose FineNet
 scores best on the **validation** split is released (the combiner's ``val_psnr_best``: the whole
 FineNet composition, blurred and sharp frames, scored on val; never the test sets, whose numbers the
-release would then overstate). Its four networks (``NETS``) are copied into ``finenet/weights/``
+release would then overstate). Its four networks (``FINENET_RUNS``) are copied into ``finenet/weights/``
 (package data: an installed ``finenet`` carries it) in the layout of the pipeline's ``models/``
 folder, with ``finenet/weights/manifest.json``:
 
@@ -31,19 +31,19 @@ import shutil
 import sys
 from pathlib import Path
 
-from .atomic import atomic_dir
-from .errors import FineNetError
-from .layout import Layout, model_file, run_name
+from ..atomic import atomic_dir
+from ..errors import FineNetError
+from ..layout import Layout, model_file, run_name
 
-PACKAGE = Path(__file__).resolve().parent
+PACKAGE = Path(__file__).resolve().parents[1]   # finenet/
 RELEASE = Path("finenet") / "weights"     # from the repository root: the release, package data
 
 MANIFEST_NAME = "manifest.json"
 PROFILE = "bench"
-BENCH_RUNS = Path("runs") / PROFILE       # finenet.bench's seed working directories
+BENCH_RUNS = Path("runs") / PROFILE       # finenet.tiers.bench's seed working directories
 BENCH_MANIFEST = Path("reports") / PROFILE / "manifest.json"
 # the networks FineNet is assembled from, as (net, variant): what deblur loads and the release holds
-NETS = (("predeblur", None), ("enhance", "full"), ("interp", "full"), ("combine", "late"))
+FINENET_RUNS = (("predeblur", None), ("enhance", "full"), ("interp", "full"), ("combine", "late"))
 SELECT_BY = ("combine", "late")           # whose validation PSNR chooses the seed: the whole FineNet
 
 
@@ -69,7 +69,7 @@ def inputs(seeds) -> list[Path]:
     files = []
     for s in seeds:
         layout = Layout(seed_dir(s))
-        files += [layout.model_path(net, v) for net, v in NETS] + [layout.train_summary(*SELECT_BY)]
+        files += [layout.model_path(net, v) for net, v in FINENET_RUNS] + [layout.train_summary(*SELECT_BY)]
     return files
 
 
@@ -102,13 +102,13 @@ def bench_digests(seed: int) -> dict:
 
 def build(seeds, out: Path = RELEASE) -> dict:
     """Copy the chosen seed's FineNet into ``out`` with its manifest; returns the manifest."""
-    from .checkpoint import content_digest
+    from ..checkpoint import content_digest
 
     seed, scores = choose(seeds)
     recorded = bench_digests(seed)
     files = {}
     with atomic_dir(out) as tmp:
-        for net, variant in NETS:
+        for net, variant in FINENET_RUNS:
             src = Layout(seed_dir(seed)).model_path(net, variant)
             name = run_name(net, variant)
             digest = content_digest(src).hex()[:16]
@@ -154,11 +154,11 @@ def verify(folder) -> dict | None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finenet.release", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m finenet.tiers.release", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(RELEASE), help=f"release folder (default: {RELEASE})")
     args = parser.parse_args(argv)
     try:
-        from .params import DEFAULT_PARAMS, load_params
+        from ..params import DEFAULT_PARAMS, load_params
 
         seeds = load_params(DEFAULT_PARAMS, PROFILE)["bench"]["seeds"]
         manifest = build(seeds, Path(args.out))

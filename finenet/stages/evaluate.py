@@ -17,7 +17,7 @@ combiners reuse the "full" branches' outputs.
   ``reports/eval/samples.h5``.
 - Temporal stability: every method on a run of ``evaluate.temporal_frames`` consecutive frames from
   the middle of each test clip. With ground truth, Lai et al.'s warping error of the run
-  (``finenet/temporal.py``: flow and occlusion masks from the sharp frames, the same for every
+  (``finenet/scoring/temporal.py``: flow and occlusion masks from the sharp frames, the same for every
   method), ×10³, in ``reports/eval/temporal.csv``; method ``sharp`` is the sharp frames' own (the
   floor the flow's errors leave). Without ground truth the run's frames of every method are kept in
   ``reports/eval/clips.h5`` for the report's side-by-side clips (the paper's Fig. 9 in motion).
@@ -39,16 +39,16 @@ from skimage.measure import blur_effect
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .checkpoint import load_model
-from .data.store import FIT_SETS, SETS
-from .data.windows import H5_ERRORS, REBUILD, ShardError, WindowDataset, check_group, h5_problem, open_set
-from .metrics import PSNR_CAP
-from .face.detectors import make_detector
-from .models.shared import shared_features
-from .layout import DEFAULT as LAYOUT, model_path
-from .temporal import REPORT_SCALE, Flows, TemporalInputError
-from .device import pick_device
+from ..atomic import atomic_path
+from ..checkpoint import load_model
+from ..data.store import FIT_SETS, SETS_DIR
+from ..data.windows import H5_ERRORS, REBUILD, ShardError, WindowDataset, check_group, h5_problem, open_set
+from ..scoring.metrics import PSNR_CAP
+from ..face.detectors import make_detector
+from ..models.finenet import combiner_inputs
+from ..layout import DEFAULT as LAYOUT, model_path
+from ..scoring.temporal import REPORT_SCALE, Flows, TemporalInputError
+from ..device import pick_device
 
 EVAL, METRICS, SAMPLES = LAYOUT.eval, LAYOUT.metrics, LAYOUT.eval_samples
 TEMPORAL, CLIPS = LAYOUT.eval_temporal, LAYOUT.eval_clips
@@ -61,7 +61,7 @@ LEFT_EYE, RIGHT_EYE = 36, 45     # outer eye corners (iBUG 68): the inter-ocular
 def test_sets(ground_truth: bool) -> list[Path]:
     """The packed test sets with (or without) ground-truth frames (not the training or val set)."""
     out = []
-    for path in sorted(SETS.glob("*.h5")):
+    for path in sorted(SETS_DIR.glob("*.h5")):
         with open_set(path) as f:       # every clip's shard checked: a damaged one is one line
             if path.stem not in FIT_SETS and any([("sharp" in check_group(path, f, c)) == ground_truth
                                                   for c in f]):
@@ -83,16 +83,16 @@ class Methods:
     @torch.no_grad()
     def __call__(self, frames, heat, heat_oracle=None) -> dict:
         c = frames.shape[1] // 2
-        shared = shared_features(self.frontend, frames)
+        full = (self.frontend, self.branches["enhance", "full"], self.branches["interp", "full"])
+        enh, inp, shared = combiner_inputs(*full, frames, heat)       # FineNet below its combiner
         out = {"blurry": frames[:, c], "predeblur": shared.predeblurred[:, c]}
-        res = {key: m(shared, heat) for key, m in self.branches.items()}
+        full_out = {("enhance", "full"): enh, ("interp", "full"): inp}          # and the ablations:
+        res = {key: full_out[key] if key in full_out else m(shared, heat) for key, m in self.branches.items()}
         out.update({f"{net}/{v}": r.image for (net, v), r in res.items()})
         for v, combiner in self.combiners.items():
-            out[f"finenet/{v}"] = combiner(res["enhance", "full"], res["interp", "full"], shared).image
+            out[f"finenet/{v}"] = combiner(enh, inp, shared).image
         if "late" in self.combiners and heat_oracle is not None:
-            enh = self.branches["enhance", "full"](shared, heat_oracle)
-            inp = self.branches["interp", "full"](shared, heat_oracle)
-            out["finenet_oracle/late"] = self.combiners["late"](enh, inp, shared).image
+            out["finenet_oracle/late"] = self.combiners["late"](*combiner_inputs(*full, frames, heat_oracle)).image
         out.update({name: m(frames, heat) for name, m in self.baselines.items()})
         return {k: v.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() for k, v in out.items()}
 
@@ -321,6 +321,6 @@ def run(params: dict, clip_ids=None) -> None:
 if __name__ == "__main__":
     import sys
 
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["evaluate", *sys.argv[1:]]))

@@ -6,8 +6,8 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
-from .data.clips import ClipSpec, plan_clips, read_plan
-from .errors import FineNetError
+from ..data.clips import ClipSpec, plan_clips, read_plan
+from ..errors import FineNetError
 
 
 def select_clips(params: dict, clip_ids: Iterable[str] | None, plan=None) -> list[ClipSpec]:

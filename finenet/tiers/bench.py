@@ -2,8 +2,8 @@
 seeds; the paper's tables with mean ± sd over seeds and paired bootstrap intervals, in
 ``reports/bench/``.
 
-    python -m finenet.bench              # what bench/dvc.yaml's stage runs (`make bench-tier`)
-    python -m finenet.bench --aggregate  # only rebuild reports/bench/ from finished seeds
+    python -m finenet.tiers.bench              # what bench/dvc.yaml's stage runs (`make bench-tier`)
+    python -m finenet.tiers.bench --aggregate  # only rebuild reports/bench/ from finished seeds
 
 Per training seed ``s`` of ``bench.seeds``: a working directory ``runs/bench/seed<s>`` holds a
 ``params.yaml`` (profile ``bench``, ``train.seed: s``) and links ``data/`` to the default
@@ -15,7 +15,7 @@ run resumes: Snakemake keeps every finished network and re-runs the incomplete o
 training checkpoint resumes it (``finenet train``), so at most ``train.checkpoint_every`` steps
 are lost.
 
-Then ``reports/bench/`` is the report of all seeds together (``finenet.report.build``): table
+Then ``reports/bench/`` is the report of all seeds together (``finenet.stages.report.build``): table
 cells are means over seeds ± the standard deviation of the per-seed means; paired bootstrap
 intervals, pies and severity curves use the seed-averaged per-frame PSNR (intervals over test
 frames); ``tables/seed_differences.md`` lists each paired comparison seed by seed (the spread
@@ -33,12 +33,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import report, runs, stats, tables
-from .atomic import atomic_path
-from .checkpoint import content_digest
-from .errors import FineNetError
-from .layout import Layout, run_name, training_runs
-from .params import DEFAULT_PARAMS, load_params
+from . import runs
+from ..reporting import stats, tables
+from ..stages import report
+from ..atomic import atomic_path
+from ..checkpoint import content_digest
+from ..errors import FineNetError
+from ..layout import Layout, run_name, training_runs
+from ..params import DEFAULT_PARAMS, load_params
 
 PROFILE = "bench"
 RUNS = Path("runs") / PROFILE                 # one working directory per training seed
@@ -220,7 +222,7 @@ def aggregate(params: dict) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finenet.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m finenet.tiers.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--aggregate", action="store_true", help="only rebuild reports/bench/ from finished seeds")
     parser.add_argument("--seed", type=int, action="append", default=None, help="only this seed (repeatable)")
     args = parser.parse_args(argv)

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import FineNetError
+from ..errors import FineNetError
 
-PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
+PAPER_RESULTS = Path(__file__).parents[1] / "paper_results.yaml"
 DASH = "—"
 YES, NO = "✓", "✗"
 
@@ -47,7 +47,7 @@ METHODS = {
 BASELINES = ["deblurgan", "umsn", "ren", "srn_deblur", "edvr", "superslomo", "dain"]
 TABLE1 = ["blurry", *BASELINES, "predeblur", "enhance/full", "interp/full", "finenet/late"]
 ABLATIONS = {m for m in METHODS if m not in TABLE1}
-SETS = ["embedded_test", "voxceleb_test", "vw300_test"]   # sets with ground truth, in this order
+TABLE_SETS = ["embedded_test", "voxceleb_test", "vw300_test"]   # sets with ground truth, in this order
 
 # Table 2 rows: (FOC, landmarks, variant); Table 3 rows: (method, label, Enh, Int, late, oracle).
 TABLE2 = [(False, False, "no_foc"), (True, False, "no_landmarks"), (True, True, "full")]
@@ -69,8 +69,8 @@ def order_methods(methods) -> list[str]:
 
 
 def order_sets(sets) -> list[str]:
-    known = [s for s in SETS if s in set(sets)]
-    return known + sorted(set(sets) - set(SETS))
+    known = [s for s in TABLE_SETS if s in set(sets)]
+    return known + sorted(set(sets) - set(TABLE_SETS))
 
 
 def label(method: str) -> str:
@@ -214,7 +214,7 @@ def warp_cell(w: pd.DataFrame, set_name: str, method: str) -> str:
 
 WARP_NOTE = ("E_warp ×10³: Lai et al.'s (ECCV 2018) warping error of each method's outputs on a run of "
              "consecutive frames of every clip (`evaluate.temporal_frames`), with the flow and occlusion "
-             "masks of the sharp frames (`finenet/temporal.py`); lower is steadier")
+             "masks of the sharp frames (`finenet/scoring/temporal.py`); lower is steadier")
 
 
 def table1(frames: pd.DataFrame, paper: dict, temporal: pd.DataFrame | None = None) -> tuple[str, pd.DataFrame]:
@@ -487,7 +487,7 @@ def noref_table(noref: pd.DataFrame) -> tuple[str, pd.DataFrame]:
 
 def comparison_table(cmp: pd.DataFrame, samples: int, confidence: float) -> tuple[str, pd.DataFrame]:
     """The paper's comparisons as mean per-frame PSNR differences with paired bootstrap intervals
-    (``finenet.stats``), blurred and sharp frames in separate columns."""
+    (``finenet.reporting.stats``), blurred and sharp frames in separate columns."""
     from .stats import COMPARISONS, describe
 
     level = f"{100 * confidence:g} %"

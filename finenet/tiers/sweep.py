@@ -3,13 +3,13 @@ the val set (clips disjoint from train and test), one DVC experiment per learnin
 
     make lr-sweep                                   # every value of sweep.values, then the summary
     dvc exp run sweep/dvc.yaml -S params.yaml:sweep.lr=5e-4 -n lr-0.0005   # one experiment
-    python -m finenet.sweep                         # what sweep/dvc.yaml's stage runs (one lr)
-    python -m finenet.sweep --summary               # the summary of the experiments (dvc exp show)
+    python -m finenet.tiers.sweep                         # what sweep/dvc.yaml's stage runs (one lr)
+    python -m finenet.tiers.sweep --summary               # the summary of the experiments (dvc exp show)
 
 An experiment (``sweep/dvc.yaml``'s ``sweep`` stage) trains, in ``runs/sweep/lr<lr>`` (the bench
 profile, every rate in ``train.lr`` and every baseline's ``lr`` = ``sweep.lr``, ``train.seed`` = ``sweep.seed``, ``data/`` linked to the
-default pipeline's; ``finenet.runs``), the network each method is scored by: FineNet's pre-deblur,
-enhancement and interpolation branches and late-fusion combiner (``finenet.release.NETS``; an
+default pipeline's; ``finenet.tiers.runs``), the network each method is scored by: FineNet's pre-deblur,
+enhancement and interpolation branches and late-fusion combiner (``finenet.tiers.release.FINENET_RUNS``; an
 ablation variant trains at its network's rate) and every baseline, with Snakemake, training rules
 only; then writes ``reports/sweep/val.json`` (a DVC metric): each network's best validation PSNR,
 its step, the last one and the curve. FineNet's networks are trained in a chain (the branches on
@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
-from .atomic import atomic_path
-from .errors import FineNetError
-from .layout import Layout, run_name
-from .models.config import learning_rate
-from .params import DEFAULT_PARAMS
-from .release import NETS as MAIN_RUNS       # the networks FineNet is made of (its main variants)
+from ..atomic import atomic_path
+from ..errors import FineNetError
+from ..layout import Layout, run_name
+from ..models.config import learning_rate
+from ..params import DEFAULT_PARAMS
+from .release import FINENET_RUNS as MAIN_RUNS       # the networks FineNet is made of (its main variants)
 
 PROFILE = "bench"
 RUNS = Path("runs") / "sweep"
@@ -184,7 +184,7 @@ def bench_spread(params: dict) -> dict:
 def summary_markdown(table: dict, results: dict, spread: dict, rates: dict) -> str:
     lrs = [f"{lr:g}" for lr in results]
     lines = ["# Learning-rate sweep", "",
-             "`python -m finenet.sweep --summary` from the DVC experiments of `sweep/dvc.yaml` "
+             "`python -m finenet.tiers.sweep --summary` from the DVC experiments of `sweep/dvc.yaml` "
              f"(`make lr-sweep`): each method's network trained at each learning rate (bench profile, "
              f"training seed {next(iter(results.values()))['seed']}), best validation PSNR (dB) on the val set; "
              "**bold**: the best rate. margin: best minus second best; seed sd: the sd of that network's "
@@ -253,7 +253,7 @@ def summarise(params: dict, show) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finenet.sweep", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m finenet.tiers.sweep", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--summary", action="store_true", help="summarise the DVC experiments")
     mode.add_argument("--values", action="store_true", help="print sweep.values, one per line")

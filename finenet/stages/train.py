@@ -37,17 +37,18 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .checkpoint import content_digest, load_model, load_state, save_model, save_state
-from .data.store import SETS, set_file
-from .data.windows import WindowDataset
-from .device import pick_device
-from .errors import FineNetError
-from .layout import CHECKPOINTS, NETS, TRAIN_REPORTS, model_path, run_name
-from .metrics import psnr
-from .models import build
-from .models.config import learning_rate, net_config
-from .models.shared import shared_features
+from ..atomic import atomic_path
+from ..checkpoint import content_digest, load_model, load_state, save_model, save_state
+from ..data.store import SETS_DIR, set_file
+from ..data.windows import WindowDataset
+from ..device import pick_device
+from ..errors import FineNetError
+from ..layout import CHECKPOINTS, NETS, TRAIN_REPORTS, model_path, run_name
+from ..scoring.metrics import psnr
+from ..models import build
+from ..models.config import learning_rate, net_config
+from ..models.finenet import combiner_inputs
+from ..models.shared import shared_features
 
 
 def warm_start(params: dict, net: str) -> Path | None:
@@ -117,10 +118,9 @@ class Trainee(torch.nn.Module):
         features (a combiner)."""
         if not self.frozen:
             return []
-        shared = shared_features(self.frozen[0], frames)
         if len(self.frozen) == 1:
-            return [shared]
-        return [self.frozen[1](shared, heat), self.frozen[2](shared, heat), shared]
+            return [shared_features(self.frozen[0], frames)]
+        return list(combiner_inputs(*self.frozen, frames, heat))
 
     def forward(self, batch: dict, critic: bool = False) -> torch.Tensor:
         if self.phase == "judge":     # late fusion's keep model alone
@@ -177,8 +177,8 @@ class Validation:
 
 def fingerprint(params: dict, net: str, variant: str | None, arch: str, config: dict) -> str:
     """Identifies what a checkpoint was trained for: a resumed run must match it exactly."""
-    manifest = SETS / "manifest.csv"
-    code = sorted(Path(__file__).parent.glob("**/*.py"))     # a code change invalidates it too
+    manifest = SETS_DIR / "manifest.csv"
+    code = sorted(Path(__file__).parents[1].glob("**/*.py"))  # the package: a code change invalidates it
     deps = [hashlib.sha256(p.read_bytes()).digest() for p in [manifest, *code] if p.is_file()]
     # the frozen upstream models by their content (weights + metadata), not their file bytes: a
     # re-saved but weight-identical upstream model does not force a restart
@@ -346,6 +346,6 @@ def finish(net, variant, arch, config, model, history, seconds, fp, curve, best,
 if __name__ == "__main__":
     import sys
 
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["train", *sys.argv[1:]]))

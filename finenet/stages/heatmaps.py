@@ -14,12 +14,12 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from .atomic import atomic_path
-from .data.clips import ClipSpec
-from .data.store import blurred_path, clip_path, load_npz, shard_path
-from .face.detectors import make_detector
-from .face.heatmap import render_heatmaps
-from .stages import for_each_clip, select_clips
+from ..atomic import atomic_path
+from ..data.clips import ClipSpec
+from ..data.store import blurred_path, clip_path, load_npz, shard_path
+from ..face.detectors import make_detector
+from ..face.heatmap import render_heatmaps
+from .clip_loop import for_each_clip, select_clips
 
 DETECTED, CARRIED, PRIOR = 0, 1, 2
 STATUS_MEANING = "0 detected, 1 box carried from the nearest detected frame, 2 crop prior box"
@@ -89,6 +89,6 @@ def run(params: dict, clip_ids=None, plan=None) -> None:
 if __name__ == "__main__":
     import sys
 
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["heatmaps", *sys.argv[1:]]))

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .atomic import atomic_path
-from .errors import FineNetError
-from .params import ROOT
+from ..atomic import atomic_path
+from ..errors import FineNetError
+from ..params import ROOT
 
 REFERENCE = ROOT / "reports" / "reference" / "ci_metrics.json"
 TOLERANCE = ROOT / "reports" / "reference" / "ci_tolerance.json"

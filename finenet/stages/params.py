@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from .atomic import atomic_path
-from .layout import BUILD_PARAMS
+from ..atomic import atomic_path
+from ..layout import BUILD_PARAMS
 
 HEADER = ("# Written by `finenet params` (DVC stage `params`) from params.yaml, profile '{profile}'\n"
           "# merged and validated. Do not edit: edit params.yaml.\n")

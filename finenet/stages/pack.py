@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .atomic import atomic_dir, atomic_path
-from .data.store import SETS, shard_path
-from .errors import FineNetError
-from .stages import select_clips
+from ..atomic import atomic_dir, atomic_path
+from ..data.store import SETS_DIR, shard_path
+from ..errors import FineNetError
+from .clip_loop import select_clips
 
 REPORTS = Path("reports")
 SUMMARY = REPORTS / "data_summary.json"
@@ -121,13 +121,13 @@ def preview(groups: list, path: Path, n: int = 4) -> None:
 def run(params: dict, clip_ids=None) -> None:
     clips = select_clips(params, None)
     rows = []
-    with atomic_dir(SETS) as tmp:
+    with atomic_dir(SETS_DIR) as tmp:
         for set_name in sorted({c.set for c in clips}):
             with h5py.File(tmp / f"{set_name}.h5", "w") as f:
                 f.attrs["set"] = set_name
                 members = [c for c in clips if c.set == set_name]
                 for spec in tqdm(members, desc=f"pack {set_name}", unit="clip", disable=len(members) < 2):
-                    rel = os.path.relpath(shard_path(spec.clip_id), SETS)
+                    rel = os.path.relpath(shard_path(spec.clip_id), SETS_DIR)
                     f[spec.clip_id] = h5py.ExternalLink(rel, f"/{spec.clip_id}")
                     rows.append(shard_row(spec))
         table = pd.DataFrame(rows)
@@ -153,6 +153,6 @@ def run(params: dict, clip_ids=None) -> None:
 if __name__ == "__main__":
     import sys
 
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["pack", *sys.argv[1:]]))

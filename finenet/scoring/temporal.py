@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import FineNetError
+from ..errors import FineNetError
 
 REPORT_SCALE = 1e3            # reports print E_warp x 10^3
 OCCLUSION_RATIO = 0.01        # Ruder et al.'s consistency check: |F + G~|^2 > 0.01 (|F|^2 + |G~|^2) + 0.5

@@ -14,12 +14,12 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from .data.clips import ClipSpec, load_source
-from .data.store import clip_path, save_npz
-from .errors import FineNetError
-from .face.crop import annotated_boxes, crop_frame, smooth_boxes, to_crop_coords, track_faces
-from .face.detectors import DlibDetector
-from .stages import for_each_clip, select_clips
+from ..data.clips import ClipSpec, load_source
+from ..data.store import clip_path, save_npz
+from ..errors import FineNetError
+from ..face.crop import annotated_boxes, crop_frame, smooth_boxes, to_crop_coords, track_faces
+from ..face.detectors import DlibDetector
+from .clip_loop import for_each_clip, select_clips
 
 
 def sample_clip(spec: ClipSpec, params: dict, detector) -> None:
@@ -53,6 +53,6 @@ def run(params: dict, clip_ids=None, plan=None) -> None:
 if __name__ == "__main__":
     import sys
 
-    from .cli import main
+    from ..cli import main
 
     sys.exit(main(["sample", *sys.argv[1:]]))

@@ -54,9 +54,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import _umask
-from .data.video import _check_riff_size, _first_line
-from .errors import FineNetError
+from ..atomic import _umask
+from ..data.video import _check_riff_size, _first_line
+from ..errors import FineNetError
 
 try:
     import fcntl
@@ -986,6 +986,6 @@ def input_suffixes() -> frozenset[str]:
     """The file suffixes (lower case) a folder input (``finenet deblur DIR``) takes for videos:
     every container the output is written in (``CONTAINERS``) and the pipeline's video suffixes
     (``finenet.data.video.VIDEO_SUFFIXES``: .avi, .webm, .mpg, ...)."""
-    from .data.video import VIDEO_SUFFIXES
+    from ..data.video import VIDEO_SUFFIXES
 
     return frozenset(CONTAINERS) | frozenset(s.lower() for s in VIDEO_SUFFIXES)

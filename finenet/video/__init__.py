@@ -1,0 +1,1 @@
+"""Video I/O: ``stream`` decodes and encodes video frame by frame with PyAV."""
