@@ -7,6 +7,7 @@ trained ``models/`` when present and matching params.yaml, else random-initialis
 same configuration (the output says which: the cost is the same, the pictures are not).
 
     python benchmarks/bench_deblur.py [--frames 120] [--repeat 10] [--device auto] [--threads N]
+        [--context R] [--out-name deblur]
 
 ``--threads N`` runs the children with ``OMP_NUM_THREADS=N`` (torch's intra-op threads); on a busy
 2-core machine one thread is several times faster than two (the two spin waiting for each other).
@@ -58,7 +59,7 @@ def child(args) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     summary = run(load_params(args.params), args.input, args.output, args.checkpoint, args.device,
-                  progress=False)
+                  progress=False, context=args.context)
     done.set()
     sampler.join()
     wall = time.perf_counter() - start
@@ -72,6 +73,7 @@ def child(args) -> None:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_peak_first_half_mib": round(max(first), 1), "rss_peak_second_half_mib": round(max(second), 1),
         "buffer_peak_frames": summary["buffer_peak_total"], "device": summary["device"],
+        "context": summary["context"], "crop_size": summary["crop_size"],
         "torch_threads": torch.get_num_threads()}))
 
 
@@ -101,7 +103,8 @@ def pick_models(params: dict, scratch: Path) -> tuple[Path, str]:
 
 def measure(clip: Path, out: Path, checkpoint: Path, args) -> dict:
     cmd = [sys.executable, __file__, "--child", "--input", str(clip), "--output", str(out),
-           "--checkpoint", str(checkpoint), "--params", args.params, "--device", args.device]
+           "--checkpoint", str(checkpoint), "--params", args.params, "--device", args.device,
+           "--context", str(args.context)]
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {}))
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode:
@@ -118,11 +121,17 @@ def main() -> None:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--threads", type=int, default=None,
                     help="OMP_NUM_THREADS for the runs (default: torch's)")
+    ap.add_argument("--context", type=float, default=None,
+                    help="finenet deblur's --context (default: its default)")
+    ap.add_argument("--out-name", default="deblur", help="result name under reports/benchmarks/")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
     ap.add_argument("--output", help=argparse.SUPPRESS)
     ap.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    from finenet.deblur.paste import CONTEXT, check_context
+
+    args.context = check_context(CONTEXT if args.context is None else args.context)
     if args.child:
         return child(args)
 
@@ -141,8 +150,9 @@ def main() -> None:
             runs[name] = measure(clip, tmp / f"out_{name}.mp4", checkpoint, args)
             print(name, runs[name], file=sys.stderr)
     short, long = runs["1x"], runs[f"{args.repeat}x"]
-    write_result("deblur", {
+    write_result(args.out_name, {
         "models": models, "profile": params["profile"], "crop_size": params["data"]["crop_size"],
+        "context": args.context, "model_crop_size": short["crop_size"],
         "feat": params["model"]["feat"], "device": short["device"], "torch_threads": short["torch_threads"],
         "clip": {"source": "/".join(CARPHONE), "frames": len(frames),
                  "size": [frames.shape[2], frames.shape[1]], "fps": round(float(fps), 3),

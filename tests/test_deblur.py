@@ -205,7 +205,11 @@ def test_frames_without_a_face_pass_through(deblurred):
 
 def test_face_changes_and_far_pixels_do_not(deblurred, detector, small):
     _, frames_in, frames_out, _ = deblurred
-    margin = small["params"]["data"]["crop_margin"]
+    from finenet.deblur.paste import CONTEXT, context_crop
+
+    d = small["params"]["data"]
+    ratio = context_crop(d["crop_size"], small["params"]["landmarks"]["heatmap_size"], CONTEXT, 4).ratio
+    margin = d["crop_margin"] * ratio                         # the crop FineNet runs on (--context)
     for t in (2, FACE // 2, FACE - 3):
         x0, y0, x1, y1 = face_box(detector, frames_in[t])
         diff = np.abs(frames_out[t].astype(float) - frames_in[t]).mean(-1)
@@ -290,8 +294,10 @@ def decoded_planes(path: Path) -> list:
 def test_lossless_keeps_yuv444p_and_untouched_pixels_bit_exact(yuv444_clip, small, tmp_path, capfd):
     out = tmp_path / "sharp444.mp4"
     capfd.readouterr()
+    # --context 1: the face crop alone, so that 20 columns on each side of this 176-px frame lie
+    # outside it (test_deblur_context.py: pixels beyond a larger crop, in a wider frame)
     rc = main(["deblur", str(yuv444_clip), "-o", str(out), "--checkpoint", str(small["models"]),
-               "--params", str(small["params_file"]), "--lossless"])
+               "--params", str(small["params_file"]), "--lossless", "--context", "1"])
     assert rc == 0 and rendered_lines(capfd.readouterr().err) == []
     import av
 

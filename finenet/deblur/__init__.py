@@ -22,14 +22,20 @@ Each frame goes through the pipeline's own steps:
    Gaussian of ``data.box_smoothing`` frames, truncated at +-ceil(3 sigma) frames: that is the
    look-ahead (the ``sample`` stage smooths the whole track at once; this matches it to within the
    0.3 % of weight beyond 3 sigma). A track's ends are padded with its end values.
-4. The crop (``finenet.face.crop.crop_frame``, ``data.crop_size``) gets 68 landmarks
-   (``landmarks.detector``) rendered to heatmaps (``landmarks.heatmap_size``, ``landmarks.sigma``)
-   exactly as the ``heatmaps`` stage does.
-5. FineNet on the crops of frames t-2..t+2, indices clamped to the face track's ends.
+4. The crop (``finenet.face.crop.crop_frame``) gets 68 landmarks (``landmarks.detector``)
+   rendered to heatmaps (``landmarks.sigma``) exactly as the ``heatmaps`` stage does. It is the
+   face crop the pipeline trains on (``data.crop_size`` pixels for the window) with context around
+   it at the same scale (``--context`` R, ``paste.ContextCrop``): R x the window's side, sampled
+   at R x ``data.crop_size`` pixels (rounded up to what the networks need), heatmaps at R x
+   ``landmarks.heatmap_size``. R = 1 is the face crop itself.
+5. FineNet on the crops of frames t-2..t+2, indices clamped to the face track's ends. Its keep
+   model (do no harm: a frame judged sharp comes back as it is) judges the face crop at the
+   centre, the crop it was trained on, not the context around it.
 6. Paste back: the correction FineNet makes to the crop (output - input crop) is mapped into the
    frame by the inverse of the crop transform (bilinear; anti-aliased when the crop is finer than
    the frame) and added under a feathered mask (1 in the middle, a smoothstep to 0 over the outer
-   15 % (FEATHER) of the crop side). Pixels outside the crop are untouched, and a face larger than the
+   15 % (FEATHER) of the crop side: with R >= 1 / (1 - 2 x FEATHER) ~ 1.43 the whole face crop
+   gets the full correction). Pixels outside the crop are untouched, and a face larger than the
    crop keeps the frame's own detail where FineNet changes nothing. Where the crops of two faces
    overlap, their corrections are averaged with the masks as weights (added as they are where
    the masks sum to at most 1). Only the pixels whose RGB the paste changed get new YUV samples

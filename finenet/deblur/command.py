@@ -19,6 +19,7 @@ from ..device import pick_device
 from ..video.stream import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
                        VideoSource, output_format, parse_encoding, remove_stale_temps)
 from .model import TTA, Loaded, load, restore_residuals
+from .paste import CONTEXT, FEATHER, context_crop
 from .tracking import (DETECT_MAX_SIDE, FACES, MAX_GAP, BufferStats, bridge_gaps, crop_faces,
                        deblur_faces, five_frame_windows, smooth_windows)
 
@@ -72,6 +73,12 @@ def add_arguments(p) -> None:
                    help="test-time augmentation. flip: average FineNet's output with the mirrored "
                         "output of the mirrored crops (twice the model's time; see README for what "
                         "it gains on the held-out clips); none: one pass (default)")
+    p.add_argument("--context", type=float, default=CONTEXT, metavar="R",
+                   help=f"FineNet runs on a crop R times the face crop's side (data.crop_margin x "
+                        f"the face box), at the same scale, so that the paste-back's feather band "
+                        f"({FEATHER:.0%} of the crop side) lies around the face rather than on it "
+                        f"(default: {CONTEXT}, chosen on validation clips; 1: the face crop only; "
+                        f"the crop's cost grows as R squared)")
 
 
 def encode_options(args) -> dict:
@@ -79,7 +86,7 @@ def encode_options(args) -> dict:
     comparison video's and the window batch): ``finenet.cli`` passes them as ``**`` keywords."""
     return {"crf": args.crf, "lossless": args.lossless, "preset": args.preset,
             "compare": args.compare, "labels": args.labels, "batch": args.batch, "faces": args.faces,
-            "tta": args.tta}
+            "tta": args.tta, "context": args.context}
 
 
 def parse_batch(batch) -> int:
@@ -123,14 +130,15 @@ def check_output(path: Path, source: Path | None = None) -> str:
 def run(params: dict, source, output, checkpoint=None, device: str = "auto",
         progress: bool = True, stats: BufferStats | None = None, *, crf=None, lossless: bool = False,
         preset: str | None = None, compare=None, labels=None, batch=1, faces: str = "all",
-        tta: str = "none", loaded: Loaded | None = None) -> dict:
+        tta: str = "none", context: float = CONTEXT, loaded: Loaded | None = None) -> dict:
     """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks, the
     output's pixel format and encoder settings). ``crf`` (x264, 0..51; default
     ``video.stream.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264). ``compare``: also
     write the side-by-side comparison video there (``finenet.deblur.compare``; ``labels``: "left,right"
     text above its halves), atomically with the output: a failure leaves neither. ``batch``:
     windows per model call (``restore``). ``faces``: "all" or "largest" (``deblur_faces``).
-    ``tta``: "none" or "flip" (``predict``).
+    ``tta``: "none" or "flip" (``predict``). ``context``: FineNet's crop side over the face
+    crop's (``paste.context_crop``).
     ``loaded``: the model and detectors, already loaded.
 
     A folder ``source`` deblurs each of its videos into the folder ``output``
@@ -140,10 +148,13 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
 
         return run_folder(params, source, output, checkpoint, device, progress, crf=crf,
                           lossless=lossless, preset=preset, compare=compare, labels=labels,
-                          batch=batch, faces=faces, tta=tta)
+                          batch=batch, faces=faces, tta=tta, context=context)
     source, output = Path(source), Path(output)
     d, lm = params["data"], params["landmarks"]
-    size = d["crop_size"]
+    m = params["model"]
+    crop = context_crop(d["crop_size"], lm["heatmap_size"], context,
+                        m["input_stride"] * 2 ** (m["levels"] - 1))
+    size, margin = crop.size, d["crop_margin"] * crop.ratio
     encoding = parse_encoding(crf, lossless, preset)
     batch, labels = parse_batch(batch), parse_labels(labels, compare)
     if faces not in FACES:
@@ -187,11 +198,10 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
             """One face track's steps 2-5 (its buffers reported under its own names)."""
             st = stats.for_track(track)
             frames = bridge_gaps(feed, MAX_GAP, st)
-            frames = smooth_windows(frames, d["box_smoothing"], d["crop_margin"], st)
-            frames = crop_faces(frames, landmark_detector, size, d["crop_margin"], lm["heatmap_size"],
-                                lm["sigma"])
+            frames = smooth_windows(frames, d["box_smoothing"], margin, st)
+            frames = crop_faces(frames, landmark_detector, size, margin, crop.heatmap_size, lm["sigma"])
             windows = five_frame_windows(frames, st, params["loader"]["num_frames"])
-            return restore_residuals(windows, model, dev, size, st, checkpoint, batch, tta)
+            return restore_residuals(windows, model, dev, size, st, checkpoint, batch, tta, crop.face)
 
         images = deblur_faces(decoded(), face_detector, scale, faces, stages, size, stats)
         start = time.perf_counter()
@@ -245,5 +255,5 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
             "passed_through": stats.passed, "audio": sink.audio_mode, "device": dev.type,
             "seconds": round(seconds, 3), "frames_per_s": round(video.count / max(seconds, 1e-9), 3),
             "buffer_peak": dict(stats.peak), "buffer_peak_total": stats.peak_total,
-            "batch": batch, "compare": str(comparison[0]) if comparison else None,
+            "batch": batch, "context": context, "crop_size": size, "compare": str(comparison[0]) if comparison else None,
             "compare_size": [beside.width, beside.height] if beside else None}

@@ -117,17 +117,20 @@ def _reason(exc: BaseException, video: Path) -> str:
 
 def run_folder(params: dict, source, output, checkpoint=None, device: str = "auto",
                progress: bool = True, *, crf=None, lossless: bool = False, preset=None,
-               compare=None, labels=None, batch=1, faces: str = "all", tta: str = "none") -> dict:
+               compare=None, labels=None, batch=1, faces: str = "all", tta: str = "none",
+               context: float | None = None) -> dict:
     """Deblur every video of the folder ``source`` into the folder ``output`` (module docstring);
     returns the summary (also in ``output/deblur_summary.json``), or raises the one-line
     ``FineNetError`` naming ``source`` when any video failed."""
     from .compare import parse_labels
     from ..device import pick_device
     from . import command, model
+    from .paste import check_context
 
     source, output = Path(source), Path(output)
     parse_encoding(crf, lossless, preset)            # bad options: one line before any work
     command.parse_batch(batch)
+    context = check_context(command.CONTEXT if context is None else context)
     parse_labels(labels, compare)
     dev = pick_device(device, "--device")
     videos, others = list_videos(source)
@@ -163,7 +166,8 @@ def run_folder(params: dict, source, output, checkpoint=None, device: str = "aut
                 try:
                     summary = command.run(params, video, target, checkpoint, device, progress,
                                          crf=crf, lossless=lossless, preset=preset, compare=side,
-                                         labels=labels, batch=batch, faces=faces, tta=tta, loaded=loaded)
+                                         labels=labels, batch=batch, faces=faces, tta=tta, context=context,
+                                         loaded=loaded)
                 except Exception as exc:           # this video only; KeyboardInterrupt stops all
                     entry["reason"] = _reason(exc, video)
                 else:

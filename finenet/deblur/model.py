@@ -25,11 +25,11 @@ from .tracking import STALL, BufferStats
 
 
 def restore(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
-            checkpoint, batch: int = 1):
+            checkpoint, batch: int = 1, face: int | None = None):
     """(frame index, full output RGB frame, the rectangle it differs from the decoded one in or
     None), in frame order: FineNet's correction pasted in (one face track), or the frame as
     decoded; ``restore_residuals`` with the paste."""
-    for item in restore_residuals(windows, model, device, size, stats, checkpoint, batch):
+    for item in restore_residuals(windows, model, device, size, stats, checkpoint, batch, face=face):
         if item is STALL:
             yield item
             continue
@@ -41,23 +41,27 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
 TTA = ("none", "flip")
 
 
-def predict(model: FineNet, frames: torch.Tensor, heat: torch.Tensor, tta: str = "none") -> torch.Tensor:
-    """FineNet's output (B,3,S,S) in [0, 1] for windows (B,T,3,S,S) and heatmaps (B,T,68,s,s).
+def predict(model: FineNet, frames: torch.Tensor, heat: torch.Tensor, tta: str = "none",
+            judged: torch.Tensor | None = None) -> torch.Tensor:
+    """FineNet's output (B,3,S,S) in [0, 1] for windows (B,T,3,S,S) and heatmaps (B,T,68,s,s);
+    ``judged``: the windows its keep model judges (default ``frames``; ``FineNet.forward``).
 
     ``tta="flip"``: the mean of the output and the mirrored output of the mirrored window (the
     frames and heatmaps flipped left-right, the heatmap channels swapped left <-> right as the
     training loader's flips swap them, ``FLIP_68``): twice the model's work. Where both passes
     keep the input (FineNet's keep gate), the mean is the input exactly."""
-    out = model(frames, heat)["output"].float()
+    judge = {} if judged is None else {"judged": judged}
+    out = model(frames, heat, **judge)["output"].float()
     if tta == "flip":
-        mirrored = model(frames.flip(-1), heat[:, :, FLIP_68].flip(-1))["output"].float().flip(-1)
+        judge = {} if judged is None else {"judged": judged.flip(-1)}
+        mirrored = model(frames.flip(-1), heat[:, :, FLIP_68].flip(-1), **judge)["output"].float().flip(-1)
         out = (out + mirrored) / 2
     return out.clamp(0, 1)
 
 
 @torch.inference_mode()
 def restore_residuals(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
-                      checkpoint, batch: int = 1, tta: str = "none"):
+                      checkpoint, batch: int = 1, tta: str = "none", face: int | None = None):
     """(frame, FineNet's correction of its crop (S,S,3, 0..255 units) or None: the frame passes
     through), in frame order.
 
@@ -65,7 +69,10 @@ def restore_residuals(windows, model: FineNet, device: torch.device, size: int, 
     frame that passes through, or the end, sends the windows gathered so far at once). While a
     batch fills, its first windows' frames wait: at most ``batch - 1`` windows beyond the one just
     formed (the ``batch`` entry of ``stats``, counted only when ``batch > 1``), so the streaming
-    bound grows by ``batch - 1`` frames. ``tta``: see ``predict``."""
+    bound grows by ``batch - 1`` frames. ``tta``: see ``predict``. ``face``: the side of the face
+    crop centred in each ``size`` crop (``paste.ContextCrop``), which the keep model judges
+    (None: the whole crop)."""
+    inner = None if face is None or face == size else slice((size - face) // 2, (size - face) // 2 + face)
     pending: list = []            # (frame, its window) waiting for the model call
 
     def flush():
@@ -74,7 +81,8 @@ def restore_residuals(windows, model: FineNet, device: torch.device, size: int, 
         frames = torch.stack([torch.stack([g.crop for g in win]) for _, win in pending]).to(device)
         heat = torch.stack([torch.stack([g.heat for g in win]) for _, win in pending]).to(device)
         try:
-            out = predict(model, frames, heat, tta)
+            out = predict(model, frames, heat, tta,
+                          judged=None if inner is None else frames[..., inner, inner])
         except RuntimeError as exc:
             raise FineNetError(checkpoint, f"the models fail on a {size}x{size} crop "
                                            f"({str(exc).splitlines()[0][:120]})") from None

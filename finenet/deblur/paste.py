@@ -5,14 +5,59 @@ crop mapped back into the frame under a feathered mask; overlapping faces blende
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
+from ..errors import FineNetError
 from ..face.crop import crop_matrix
 
 
 FEATHER = 0.15          # blend ramp width, as a fraction of the crop side
+CONTEXT = 1.25          # FineNet's crop side / the face crop's (``--context``; README: chosen on val)
+
+
+@dataclass(frozen=True)
+class ContextCrop:
+    """The crop FineNet runs on: the face crop the pipeline trains on (``data.crop_size`` pixels
+    for ``data.crop_margin`` x the face box) with context around it at the same scale, so that the
+    paste-back's feather band (``FEATHER`` of the crop side) lies around the face crop instead of
+    over its outer part. ``context`` 1 is the face crop itself."""
+
+    face: int              # the face crop's side (data.crop_size)
+    size: int              # the crop's side, a multiple of what the networks and heatmaps need
+    heatmap_size: int      # heatmap side for ``size`` (landmarks.heatmap_size at the same scale)
+
+    @property
+    def ratio(self) -> float:
+        """Crop side / face crop side: the crop window is the face window times this."""
+        return self.size / self.face
+
+    @property
+    def offset(self) -> int:
+        """Where the face crop starts inside the crop (pixels, both axes)."""
+        return (self.size - self.face) // 2
+
+
+def check_context(context) -> float:
+    """``context`` when it is a number from 1 to 4, else a one-line ``FineNetError``."""
+    if isinstance(context, bool) or not (isinstance(context, (int, float)) and math.isfinite(context)
+                                         and 1 <= context <= 4):
+        raise FineNetError("--context", f"must be a number from 1 to 4 (crop side / face crop side), "
+                                        f"got {context!r}")
+    return float(context)
+
+
+def context_crop(face: int, heatmap_size: int, context: float, multiple: int) -> ContextCrop:
+    """The ``ContextCrop`` whose side is the smallest one >= ``context`` x ``face`` that is a
+    multiple of ``multiple`` (the networks' downsampling) and of the heatmaps' scale, with an even
+    margin on each side of the face crop. ``check_context`` first."""
+    check_context(context)
+    scale = face // heatmap_size
+    step = math.lcm(multiple, scale, 2)
+    size = face + math.ceil(round(face * (context - 1), 6) / step) * step
+    return ContextCrop(face, size, size // scale)
 
 
 def smoothstep(t: np.ndarray) -> np.ndarray:

@@ -1,0 +1,138 @@
+"""``finenet deblur --context``: FineNet runs on a crop R times the face crop's side at the face
+crop's scale, so that the paste-back's feather band lies around the face. Geometry, the face crop
+inside it, the keep model judging that face crop, and the command end to end (pixels beyond the
+larger crop untouched)."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from finenet import deblur
+from finenet.checkpoint import save_model
+from finenet.cli import main
+from finenet.deblur.paste import ContextCrop, check_context, context_crop
+from finenet.deblur.tracking import crop_near
+from finenet.errors import FineNetError
+from finenet.layout import model_file
+from finenet.models import build
+from finenet.models.config import net_config
+from finenet.params import resolve
+from finenet.tiers.release import FINENET_RUNS
+
+SMALL_MODEL = dict(feat=8, groups=2, extract_blocks=1, recon_blocks=1, heatmap_ch=4, max_offset=4.0,
+                   combine_feat=8, combine_blocks=1)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
+
+
+@pytest.mark.parametrize("context, size", [(1, 96), (1.0, 96), (1.01, 100), (1.25, 120), (1.43, 140),
+                                           (1.5, 144), (2, 192)])
+def test_the_crop_is_the_smallest_allowed_side_at_least_context_times_the_face(context, size):
+    crop = context_crop(96, 48, context, 4)
+    assert crop == ContextCrop(96, size, size // 2)
+    assert crop.size >= context * 96 and crop.size % 4 == 0 and (crop.size - 96) % 2 == 0
+    assert crop.offset * 2 + crop.face == crop.size and crop.ratio == size / 96
+
+
+def test_the_step_honours_the_networks_and_the_heatmaps():
+    crop = context_crop(256, 64, 1.5, 16)                  # paper profile: heatmaps at 1/4, x16
+    assert crop.size == 384 and crop.heatmap_size == 96
+    assert context_crop(96, 32, 1.1, 4).size == 108        # heatmaps at 1/3: a multiple of 12
+
+
+@pytest.mark.parametrize("bad", [0.5, 0.999, 4.5, float("nan"), float("inf"), True, "1.5", None])
+def test_a_bad_context_is_one_line(bad):
+    with pytest.raises(FineNetError) as err:
+        check_context(bad)
+    assert str(err.value).startswith("--context: must be a number from 1 to 4")
+    assert "\n" not in str(err.value)
+
+
+def test_the_face_crop_is_the_centre_of_the_context_crop(carphone):
+    """The crop's centre ``face`` pixels sample the frame where the face crop does (the same
+    window, the same scale): equal to within rounding."""
+    frame = carphone[10]
+    window = np.array([88.0, 70.0, 60.0], np.float32)       # (cx, cy, side): the crop enlarges
+    for context in (1.25, 1.5):
+        crop = context_crop(48, 24, context, 4)
+        wide = crop_near(frame, window * np.array([1, 1, crop.ratio], np.float32), crop.size)
+        face = crop_near(frame, window, crop.face)
+        o = crop.offset
+        diff = np.abs(wide[o:o + crop.face, o:o + crop.face].astype(int) - face)
+        assert diff.max() <= 1, (context, diff.max())
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, raw_params, params_writer):
+    """Small random networks for 64-pixel face crops; the combiner's correction offset by +0.15."""
+    raw = copy.deepcopy(raw_params)
+    raw["model"].update(SMALL_MODEL)
+    raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
+    params = resolve(raw, "embedded")
+    root = tmp_path_factory.mktemp("context")
+    torch.manual_seed(0)
+    for net, variant in FINENET_RUNS:
+        arch, config = net_config(params, net, variant)
+        model = build(arch, **config)
+        if net == "combine":
+            with torch.no_grad():
+                model.tail.bias[1:] = 0.15
+        save_model(model_file(root / "models", net, variant), arch, config, model)
+    return {"params": params, "params_file": params_writer(root / "params.yaml", params),
+            "models": root / "models", "root": root}
+
+
+def test_the_keep_model_judges_the_face_crop_inside_the_context(small, monkeypatch):
+    """``restore_residuals`` with a face crop inside the crop: the combiner's keep model (its
+    blur measures) reads exactly the centre ``face`` pixels of each window, while the networks
+    see the whole crop; without ``face`` it reads the whole crop."""
+    from finenet.deblur.tracking import BufferStats, Frame
+    from finenet.models import combine
+
+    seen = []
+    measure = combine.window_blur
+    monkeypatch.setattr(combine, "window_blur", lambda w: (seen.append(w.clone()), measure(w))[1])
+    model = deblur.load_finenet(small["models"], small["params"], torch.device("cpu"))
+    gen = torch.Generator().manual_seed(1)
+    frames = [Frame(i, np.zeros((4, 4, 3), np.uint8), crop=torch.rand(3, 96, 96, generator=gen),
+                    heat=torch.rand(68, 48, 48, generator=gen)) for i in range(5)]
+    windows = [(frames[2], frames)]
+    for face, side in ((64, 64), (None, 96)):
+        seen.clear()
+        out = list(deblur.model.restore_residuals(iter(windows), model, torch.device("cpu"), 96,
+                                                  BufferStats(), "models", face=face))
+        assert len(out) == 1 and out[0][1].shape == (96, 96, 3)
+        assert len(seen) == 1 and seen[0].shape == (1, 5, 3, side, side)
+        lo = (96 - side) // 2
+        expected = torch.stack([f.crop for f in frames])[None, ..., lo:lo + side, lo:lo + side]
+        assert torch.equal(seen[0], expected)
+
+
+def test_the_command_runs_on_the_larger_crop_and_leaves_what_lies_beyond_it(small, carphone, encode,
+                                                                           tmp_path, detector, monkeypatch):
+    """``--context 1.5`` end to end on a face in a wide frame: the summary names the crop, the
+    face changes, and every column beyond the larger crop (plus smoothing slack) is untouched."""
+    from finenet.data.video import read_video
+
+    monkeypatch.setattr(deblur.model, "DlibDetector", lambda upsample=1: detector)
+    faces = carphone[40:48]                                   # 176x144, a ~50 px face
+    wide = np.concatenate([np.repeat(faces[:, :, :1], 150, 2), faces,
+                           np.repeat(faces[:, :, -1:], 150, 2)], axis=2)   # 476x144
+    src = encode(tmp_path / "wide.mkv", wide, options={"qp": "0"}, pix_fmt="yuv444p")
+    params = small["params"]
+    out = tmp_path / "out.mkv"
+    summary = deblur.run(params, src, out, small["models"], "cpu", progress=False, lossless=True,
+                         context=1.5)
+    assert summary["context"] == 1.5 and summary["crop_size"] == 96     # 64 x 1.5
+    (got, _), (given, _) = read_video(out, 0, len(wide)), read_video(src, 0, len(wide))
+    margin = params["data"]["crop_margin"]
+    for t in range(len(wide)):
+        x0, y0, x1, y1 = detector.detect_faces(given[t])[0]
+        diff = np.abs(got[t].astype(int) - given[t]).max(-1)
+        assert diff[int(y0) + 5:int(y1) - 5, int(x0) + 5:int(x1) - 5].mean() > 15
+        half = max(x1 - x0, y1 - y0) * margin * 1.5 / 2 + 10
+        far = np.abs(np.arange(diff.shape[1]) - (x0 + x1) / 2) > half
+        assert far.sum() >= 100 and diff[:, far].max() == 0, t
