@@ -136,3 +136,14 @@ def test_the_command_runs_on_the_larger_crop_and_leaves_what_lies_beyond_it(smal
         half = max(x1 - x0, y1 - y0) * margin * 1.5 / 2 + 10
         far = np.abs(np.arange(diff.shape[1]) - (x0 + x1) / 2) > half
         assert far.sum() >= 100 and diff[:, far].max() == 0, t
+
+
+def test_judging_the_whole_window_is_finenets_own_output(small):
+    """``output`` with ``judged`` = the input window is ``FineNet.forward``'s output exactly: the
+    deblur path composes the networks as FineNet does."""
+    model = deblur.load_finenet(small["models"], small["params"], torch.device("cpu"))
+    gen = torch.Generator().manual_seed(2)
+    frames, heat = torch.rand(2, 5, 3, 64, 64, generator=gen), torch.rand(2, 5, 68, 32, 32, generator=gen)
+    with torch.inference_mode():
+        torch.testing.assert_close(deblur.model.output(model, frames, heat, frames),
+                                   model(frames, heat)["output"], rtol=0, atol=0)

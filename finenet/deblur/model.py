@@ -16,7 +16,7 @@ from ..errors import FineNetError
 from ..face.detectors import DlibDetector, make_detector
 from ..face.heatmap import FLIP_68
 from ..layout import model_file
-from ..models.finenet import FineNet
+from ..models.finenet import FineNet, combiner_inputs
 from ..models.registry import full_config
 from ..tiers.release import FINENET_RUNS, installed, verify
 from ..models.config import net_config
@@ -41,20 +41,30 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
 TTA = ("none", "flip")
 
 
+def output(model: FineNet, frames: torch.Tensor, heat: torch.Tensor,
+           judged: torch.Tensor | None = None) -> torch.Tensor:
+    """FineNet's output frame t (``model(frames, heat)["output"]``); with ``judged``, the windows
+    its combiner's keep model judges instead of ``frames`` (the composition of ``FineNet.forward``,
+    ``models.finenet.combiner_inputs``, then the combiner with ``judged``)."""
+    if judged is None:
+        return model(frames, heat)["output"]
+    shared = combiner_inputs(model.frontend, model.enhance, model.interp, frames, heat)
+    return model.combiner(*shared, judged=judged).image
+
+
 def predict(model: FineNet, frames: torch.Tensor, heat: torch.Tensor, tta: str = "none",
             judged: torch.Tensor | None = None) -> torch.Tensor:
     """FineNet's output (B,3,S,S) in [0, 1] for windows (B,T,3,S,S) and heatmaps (B,T,68,s,s);
-    ``judged``: the windows its keep model judges (default ``frames``; ``FineNet.forward``).
+    ``judged``: the windows its keep model judges (default ``frames``; ``output``).
 
     ``tta="flip"``: the mean of the output and the mirrored output of the mirrored window (the
     frames and heatmaps flipped left-right, the heatmap channels swapped left <-> right as the
     training loader's flips swap them, ``FLIP_68``): twice the model's work. Where both passes
     keep the input (FineNet's keep gate), the mean is the input exactly."""
-    judge = {} if judged is None else {"judged": judged}
-    out = model(frames, heat, **judge)["output"].float()
+    out = output(model, frames, heat, judged).float()
     if tta == "flip":
-        judge = {} if judged is None else {"judged": judged.flip(-1)}
-        mirrored = model(frames.flip(-1), heat[:, :, FLIP_68].flip(-1), **judge)["output"].float().flip(-1)
+        mirrored = output(model, frames.flip(-1), heat[:, :, FLIP_68].flip(-1),
+                          None if judged is None else judged.flip(-1)).float().flip(-1)
         out = (out + mirrored) / 2
     return out.clamp(0, 1)
 

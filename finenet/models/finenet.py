@@ -28,12 +28,9 @@ class FineNet(nn.Module):
         super().__init__()
         self.frontend, self.enhance, self.interp, self.combiner = frontend, enhance, interp, combiner
 
-    def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None,
-                judged: torch.Tensor | None = None) -> dict:
+    def forward(self, frames: torch.Tensor, heatmaps: torch.Tensor | None = None) -> dict:
         """Frame t of each window (B,N,3,H,W) as every stage makes it: ``predeblur``, ``enhance``,
-        ``interp`` and FineNet's ``output``. ``judged``: the window the combiner's keep model
-        judges (default ``frames``; ``finenet deblur`` passes the face crop inside a crop with
-        context, the crop the keep model was trained on)."""
+        ``interp`` and FineNet's ``output``."""
         enh, inp, shared = combiner_inputs(self.frontend, self.enhance, self.interp, frames, heatmaps)
         return {"predeblur": shared.predeblurred[:, shared.num_frames // 2], "enhance": enh.image,
-                "interp": inp.image, "output": self.combiner(enh, inp, shared, judged=judged).image}
+                "interp": inp.image, "output": self.combiner(enh, inp, shared).image}
