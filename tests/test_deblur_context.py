@@ -147,3 +147,31 @@ def test_judging_the_whole_window_is_finenets_own_output(small):
     with torch.inference_mode():
         torch.testing.assert_close(deblur.model.output(model, frames, heat, frames),
                                    model(frames, heat)["output"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 10.5, float("nan"), True, "1"])
+def test_a_bad_keep_bias_is_one_line(bad):
+    from finenet.deblur.paste import check_keep_bias
+
+    with pytest.raises(FineNetError) as err:
+        check_keep_bias(bad)
+    assert str(err.value).startswith("--keep-bias: must be a number from 0 to 10")
+
+
+def test_keep_bias_returns_frames_the_keep_model_scores_above_minus_the_bias(small):
+    """A keep logit of -0.5 on every window: deblurred at bias 0 and 0.25, returned exactly as it
+    is at bias 1 (with or without a judged face crop)."""
+    model = copy.deepcopy(deblur.load_finenet(small["models"], small["params"], torch.device("cpu")))
+    c = model.combiner
+    with torch.no_grad():
+        c.frame_keep.weight.zero_()
+        c.frame_keep.bias.fill_(-0.5 / c.keep_gain)
+    gen = torch.Generator().manual_seed(3)
+    frames, heat = torch.rand(2, 5, 3, 64, 64, generator=gen), torch.rand(2, 5, 68, 32, 32, generator=gen)
+    with torch.inference_mode():
+        plain = deblur.model.output(model, frames, heat)
+        for judged in (None, frames[..., 8:56, 8:56]):
+            assert torch.equal(deblur.model.output(model, frames, heat, judged, 0.25),
+                               deblur.model.output(model, frames, heat, judged))
+            assert torch.equal(deblur.model.output(model, frames, heat, judged, 1.0), frames[:, 2])
+    assert (plain - frames[:, 2]).abs().max() > 0.05

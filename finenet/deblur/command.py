@@ -19,7 +19,7 @@ from ..device import pick_device
 from ..video.stream import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
                        VideoSource, output_format, parse_encoding, remove_stale_temps)
 from .model import TTA, Loaded, load, restore_residuals
-from .paste import CONTEXT, FEATHER, context_crop
+from .paste import CONTEXT, FEATHER, KEEP_BIAS, check_keep_bias, context_crop
 from .tracking import (DETECT_MAX_SIDE, FACES, MAX_GAP, BufferStats, bridge_gaps, crop_faces,
                        deblur_faces, five_frame_windows, smooth_windows)
 
@@ -79,6 +79,10 @@ def add_arguments(p) -> None:
                         f"({FEATHER:.0%} of the crop side) lies around the face rather than on it "
                         f"(default: {CONTEXT}, chosen on validation clips; 1: the face crop only; "
                         f"the crop's cost grows as R squared)")
+    p.add_argument("--keep-bias", type=float, default=KEEP_BIAS, metavar="B",
+                   help=f"lean towards leaving frames alone: a frame is returned unchanged where "
+                        f"FineNet's keep model (do no harm) scores it above -B, not above 0 "
+                        f"(default: {KEEP_BIAS:g}, chosen on validation clips; 0 to 10)")
 
 
 def encode_options(args) -> dict:
@@ -86,7 +90,7 @@ def encode_options(args) -> dict:
     comparison video's and the window batch): ``finenet.cli`` passes them as ``**`` keywords."""
     return {"crf": args.crf, "lossless": args.lossless, "preset": args.preset,
             "compare": args.compare, "labels": args.labels, "batch": args.batch, "faces": args.faces,
-            "tta": args.tta, "context": args.context}
+            "tta": args.tta, "context": args.context, "keep_bias": args.keep_bias}
 
 
 def parse_batch(batch) -> int:
@@ -130,7 +134,8 @@ def check_output(path: Path, source: Path | None = None) -> str:
 def run(params: dict, source, output, checkpoint=None, device: str = "auto",
         progress: bool = True, stats: BufferStats | None = None, *, crf=None, lossless: bool = False,
         preset: str | None = None, compare=None, labels=None, batch=1, faces: str = "all",
-        tta: str = "none", context: float = CONTEXT, loaded: Loaded | None = None) -> dict:
+        tta: str = "none", context: float = CONTEXT, keep_bias: float = KEEP_BIAS,
+        loaded: Loaded | None = None) -> dict:
     """Deblur ``source`` into ``output``; returns a summary (frames, timings, buffer peaks, the
     output's pixel format and encoder settings). ``crf`` (x264, 0..51; default
     ``video.stream.DEFAULT_CRF``) or ``lossless`` (x264 qp 0), ``preset`` (x264). ``compare``: also
@@ -138,7 +143,7 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
     text above its halves), atomically with the output: a failure leaves neither. ``batch``:
     windows per model call (``restore``). ``faces``: "all" or "largest" (``deblur_faces``).
     ``tta``: "none" or "flip" (``predict``). ``context``: FineNet's crop side over the face
-    crop's (``paste.context_crop``).
+    crop's (``paste.context_crop``). ``keep_bias``: see ``model.output``.
     ``loaded``: the model and detectors, already loaded.
 
     A folder ``source`` deblurs each of its videos into the folder ``output``
@@ -148,10 +153,11 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
 
         return run_folder(params, source, output, checkpoint, device, progress, crf=crf,
                           lossless=lossless, preset=preset, compare=compare, labels=labels,
-                          batch=batch, faces=faces, tta=tta, context=context)
+                          batch=batch, faces=faces, tta=tta, context=context, keep_bias=keep_bias)
     source, output = Path(source), Path(output)
     d, lm = params["data"], params["landmarks"]
     m = params["model"]
+    keep_bias = check_keep_bias(keep_bias)
     crop = context_crop(d["crop_size"], lm["heatmap_size"], context,
                         m["input_stride"] * 2 ** (m["levels"] - 1))
     size, margin = crop.size, d["crop_margin"] * crop.ratio
@@ -201,7 +207,8 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
             frames = smooth_windows(frames, d["box_smoothing"], margin, st)
             frames = crop_faces(frames, landmark_detector, size, margin, crop.heatmap_size, lm["sigma"])
             windows = five_frame_windows(frames, st, params["loader"]["num_frames"])
-            return restore_residuals(windows, model, dev, size, st, checkpoint, batch, tta, crop.face)
+            return restore_residuals(windows, model, dev, size, st, checkpoint, batch, tta, crop.face,
+                                     keep_bias)
 
         images = deblur_faces(decoded(), face_detector, scale, faces, stages, size, stats)
         start = time.perf_counter()
@@ -255,5 +262,5 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
             "passed_through": stats.passed, "audio": sink.audio_mode, "device": dev.type,
             "seconds": round(seconds, 3), "frames_per_s": round(video.count / max(seconds, 1e-9), 3),
             "buffer_peak": dict(stats.peak), "buffer_peak_total": stats.peak_total,
-            "batch": batch, "context": context, "crop_size": size, "compare": str(comparison[0]) if comparison else None,
+            "batch": batch, "context": context, "keep_bias": keep_bias, "crop_size": size, "compare": str(comparison[0]) if comparison else None,
             "compare_size": [beside.width, beside.height] if beside else None}

@@ -118,19 +118,20 @@ def _reason(exc: BaseException, video: Path) -> str:
 def run_folder(params: dict, source, output, checkpoint=None, device: str = "auto",
                progress: bool = True, *, crf=None, lossless: bool = False, preset=None,
                compare=None, labels=None, batch=1, faces: str = "all", tta: str = "none",
-               context: float | None = None) -> dict:
+               context: float | None = None, keep_bias: float | None = None) -> dict:
     """Deblur every video of the folder ``source`` into the folder ``output`` (module docstring);
     returns the summary (also in ``output/deblur_summary.json``), or raises the one-line
     ``FineNetError`` naming ``source`` when any video failed."""
     from .compare import parse_labels
     from ..device import pick_device
     from . import command, model
-    from .paste import check_context
+    from .paste import check_context, check_keep_bias
 
     source, output = Path(source), Path(output)
     parse_encoding(crf, lossless, preset)            # bad options: one line before any work
     command.parse_batch(batch)
     context = check_context(command.CONTEXT if context is None else context)
+    keep_bias = check_keep_bias(command.KEEP_BIAS if keep_bias is None else keep_bias)
     parse_labels(labels, compare)
     dev = pick_device(device, "--device")
     videos, others = list_videos(source)
@@ -167,7 +168,7 @@ def run_folder(params: dict, source, output, checkpoint=None, device: str = "aut
                     summary = command.run(params, video, target, checkpoint, device, progress,
                                          crf=crf, lossless=lossless, preset=preset, compare=side,
                                          labels=labels, batch=batch, faces=faces, tta=tta, context=context,
-                                         loaded=loaded)
+                                         keep_bias=keep_bias, loaded=loaded)
                 except Exception as exc:           # this video only; KeyboardInterrupt stops all
                     entry["reason"] = _reason(exc, video)
                 else:

@@ -42,36 +42,44 @@ TTA = ("none", "flip")
 
 
 def output(model: FineNet, frames: torch.Tensor, heat: torch.Tensor,
-           judged: torch.Tensor | None = None) -> torch.Tensor:
+           judged: torch.Tensor | None = None, keep_bias: float = 0.0) -> torch.Tensor:
     """FineNet's output frame t (``model(frames, heat)["output"]``); with ``judged``, the windows
     its combiner's keep model judges instead of ``frames`` (the composition of ``FineNet.forward``,
-    ``models.finenet.combiner_inputs``, then the combiner with ``judged``)."""
-    if judged is None:
+    ``models.finenet.combiner_inputs``, then the combiner with ``judged``). ``keep_bias`` > 0: a
+    frame is also returned as it is where the keep logit is above -``keep_bias`` (the combiner
+    keeps it above 0): a lean towards leaving frames alone (late fusion only; early fusion has no
+    keep model)."""
+    if judged is None and not keep_bias:
         return model(frames, heat)["output"]
     shared = combiner_inputs(model.frontend, model.enhance, model.interp, frames, heat)
-    return model.combiner(*shared, judged=judged).image
+    fused = model.combiner(*shared, judged=judged)
+    if keep_bias and fused.keep_logit is not None:
+        keep = (fused.keep_logit + keep_bias > 0)[:, None, None, None]
+        return torch.where(keep, frames[:, frames.shape[1] // 2], fused.image)
+    return fused.image
 
 
 def predict(model: FineNet, frames: torch.Tensor, heat: torch.Tensor, tta: str = "none",
-            judged: torch.Tensor | None = None) -> torch.Tensor:
+            judged: torch.Tensor | None = None, keep_bias: float = 0.0) -> torch.Tensor:
     """FineNet's output (B,3,S,S) in [0, 1] for windows (B,T,3,S,S) and heatmaps (B,T,68,s,s);
-    ``judged``: the windows its keep model judges (default ``frames``; ``output``).
+    ``judged``: the windows its keep model judges (default ``frames``), ``keep_bias``: see ``output``.
 
     ``tta="flip"``: the mean of the output and the mirrored output of the mirrored window (the
     frames and heatmaps flipped left-right, the heatmap channels swapped left <-> right as the
     training loader's flips swap them, ``FLIP_68``): twice the model's work. Where both passes
     keep the input (FineNet's keep gate), the mean is the input exactly."""
-    out = output(model, frames, heat, judged).float()
+    out = output(model, frames, heat, judged, keep_bias).float()
     if tta == "flip":
         mirrored = output(model, frames.flip(-1), heat[:, :, FLIP_68].flip(-1),
-                          None if judged is None else judged.flip(-1)).float().flip(-1)
+                          None if judged is None else judged.flip(-1), keep_bias).float().flip(-1)
         out = (out + mirrored) / 2
     return out.clamp(0, 1)
 
 
 @torch.inference_mode()
 def restore_residuals(windows, model: FineNet, device: torch.device, size: int, stats: BufferStats,
-                      checkpoint, batch: int = 1, tta: str = "none", face: int | None = None):
+                      checkpoint, batch: int = 1, tta: str = "none", face: int | None = None,
+                      keep_bias: float = 0.0):
     """(frame, FineNet's correction of its crop (S,S,3, 0..255 units) or None: the frame passes
     through), in frame order.
 
@@ -81,7 +89,7 @@ def restore_residuals(windows, model: FineNet, device: torch.device, size: int, 
     formed (the ``batch`` entry of ``stats``, counted only when ``batch > 1``), so the streaming
     bound grows by ``batch - 1`` frames. ``tta``: see ``predict``. ``face``: the side of the face
     crop centred in each ``size`` crop (``paste.ContextCrop``), which the keep model judges
-    (None: the whole crop)."""
+    (None: the whole crop). ``keep_bias``: see ``output``."""
     inner = None if face is None or face == size else slice((size - face) // 2, (size - face) // 2 + face)
     pending: list = []            # (frame, its window) waiting for the model call
 
@@ -92,7 +100,7 @@ def restore_residuals(windows, model: FineNet, device: torch.device, size: int, 
         heat = torch.stack([torch.stack([g.heat for g in win]) for _, win in pending]).to(device)
         try:
             out = predict(model, frames, heat, tta,
-                          judged=None if inner is None else frames[..., inner, inner])
+                          judged=None if inner is None else frames[..., inner, inner], keep_bias=keep_bias)
         except RuntimeError as exc:
             raise FineNetError(checkpoint, f"the models fail on a {size}x{size} crop "
                                            f"({str(exc).splitlines()[0][:120]})") from None
