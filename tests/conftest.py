@@ -190,6 +190,18 @@ def make_params(raw_params):
     return make
 
 
+def small_finenet(root: Path, raw_params: dict, params_file) -> dict:
+    """``finenet.models.toy.write_toy_finenet`` under ``root``: small random networks for 64-pixel
+    crops (the combiner's correction offset, so that the face visibly changes) and their
+    parameter file, written by ``params_file(path, params)`` (the ``params_writer`` fixture):
+    {params, params_file, models, root}."""
+    from finenet.models.toy import write_toy_finenet
+
+    params = write_toy_finenet(root, raw_params)
+    return {"params": params, "params_file": params_file(root / "params.yaml", params),
+            "models": root / "models", "root": root}
+
+
 def write_params(path, params: dict) -> Path:
     """A params.yaml for the CLI with these effective values."""
     path = Path(path)

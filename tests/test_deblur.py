@@ -18,7 +18,6 @@ is deleted by the next run into that folder, one of a live run is not.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
@@ -32,22 +31,15 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import small_finenet
 from finenet import deblur
 from finenet.video import stream
-from finenet.checkpoint import save_model
 from finenet.cli import main
 from finenet.data.video import read_video
-from finenet.layout import model_file
-from finenet.models import build
-from finenet.params import resolve
-from finenet.tiers.release import FINENET_RUNS
-from finenet.models.config import net_config
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 FACE = 16          # face frames at the start of the main clip ...
 BLACK = 8          # ... then black frames (more than deblur.tracking.MAX_GAP: they pass through)
-SMALL_MODEL = dict(feat=8, groups=2, extract_blocks=1, recon_blocks=1, heatmap_ch=4, max_offset=4.0,
-                   combine_feat=4, combine_blocks=1)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -126,24 +118,8 @@ def face_box(detector, frame: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, raw_params, params_writer):
-    """A parameter file with small networks and 64-pixel crops, and a checkpoint folder of
-    random-initialised models built from it (the combiner's correction is given a +0.15 offset, so
-    that the face region visibly changes)."""
-    raw = copy.deepcopy(raw_params)
-    raw["model"].update(SMALL_MODEL)
-    raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
-    params = resolve(raw, "embedded")
-    root = tmp_path_factory.mktemp("deblur")
-    torch.manual_seed(0)
-    for net, variant in FINENET_RUNS:
-        arch, config = net_config(params, net, variant)
-        model = build(arch, **config)
-        if net == "combine":
-            with torch.no_grad():
-                model.tail.bias[1:] = 0.15
-        save_model(model_file(root / "models", net, variant), arch, config, model)
-    return {"params": params, "params_file": params_writer(root / "params.yaml", params),
-            "models": root / "models", "root": root}
+    """Small random networks for 64-pixel crops (``conftest.small_finenet``)."""
+    return small_finenet(tmp_path_factory.mktemp("deblur"), raw_params, params_writer)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py

@@ -10,20 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import small_finenet
 from finenet import deblur
-from finenet.checkpoint import save_model
-from finenet.cli import main
 from finenet.deblur.paste import ContextCrop, check_context, context_crop
 from finenet.deblur.tracking import crop_near
 from finenet.errors import FineNetError
-from finenet.layout import model_file
-from finenet.models import build
-from finenet.models.config import net_config
-from finenet.params import resolve
-from finenet.tiers.release import FINENET_RUNS
-
-SMALL_MODEL = dict(feat=8, groups=2, extract_blocks=1, recon_blocks=1, heatmap_ch=4, max_offset=4.0,
-                   combine_feat=8, combine_blocks=1)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # conftest.py
 
@@ -67,22 +58,8 @@ def test_the_face_crop_is_the_centre_of_the_context_crop(carphone):
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, raw_params, params_writer):
-    """Small random networks for 64-pixel face crops; the combiner's correction offset by +0.15."""
-    raw = copy.deepcopy(raw_params)
-    raw["model"].update(SMALL_MODEL)
-    raw["data"]["crop_size"], raw["landmarks"]["heatmap_size"] = 64, 32
-    params = resolve(raw, "embedded")
-    root = tmp_path_factory.mktemp("context")
-    torch.manual_seed(0)
-    for net, variant in FINENET_RUNS:
-        arch, config = net_config(params, net, variant)
-        model = build(arch, **config)
-        if net == "combine":
-            with torch.no_grad():
-                model.tail.bias[1:] = 0.15
-        save_model(model_file(root / "models", net, variant), arch, config, model)
-    return {"params": params, "params_file": params_writer(root / "params.yaml", params),
-            "models": root / "models", "root": root}
+    """Small random networks for 64-pixel face crops (``conftest.small_finenet``)."""
+    return small_finenet(tmp_path_factory.mktemp("context"), raw_params, params_writer)
 
 
 def test_the_keep_model_judges_the_face_crop_inside_the_context(small, monkeypatch):
