@@ -16,7 +16,7 @@ from ..face.crop import crop_matrix
 
 FEATHER = 0.15          # blend ramp width, as a fraction of the crop side
 CONTEXT = 1.25          # FineNet's crop side / the face crop's (``--context``; README: chosen on val)
-KEEP_BIAS = 0.0         # a frame is kept as it is where the keep logit > -KEEP_BIAS (``--keep-bias``)
+KEEP_BIAS = 2.0         # a frame is kept as it is where the keep logit > -KEEP_BIAS (``--keep-bias``)
 
 
 @dataclass(frozen=True)
