@@ -76,7 +76,7 @@ def add_arguments(p) -> None:
     p.add_argument("--context", type=float, default=CONTEXT, metavar="R",
                    help=f"FineNet runs on a crop R times the face crop's side (data.crop_margin x "
                         f"the face box), at the same scale, so that the paste-back's feather band "
-                        f"({FEATHER:.0%} of the crop side) lies around the face rather than on it "
+                        f"({FEATHER * 100:.0f}%% of the crop side) lies around the face rather than on it "
                         f"(default: {CONTEXT}, chosen on validation clips; 1: the face crop only; "
                         f"the crop's cost grows as R squared)")
     p.add_argument("--keep-bias", type=float, default=KEEP_BIAS, metavar="B",
