@@ -617,7 +617,8 @@ def run(args) -> int:
     args.checkpoint = Path(args.checkpoint)
     check_models(args.checkpoint, params)                 # one line now, not after minutes of work
     detector = DlibDetector(upsample=params["data"]["detect_upsample"])
-    from finenet.deblur.paste import CONTEXT, KEEP_BIAS, check_context, check_keep_bias
+    from finenet.deblur.model import KEEP_BIAS, check_keep_bias
+    from finenet.deblur.paste import CONTEXT, check_context
 
     args.context = check_context(CONTEXT if args.context is None else args.context)
     args.keep_bias = check_keep_bias(KEEP_BIAS if args.keep_bias is None else args.keep_bias)

@@ -128,7 +128,7 @@ def test_judging_the_whole_window_is_finenets_own_output(small):
 
 @pytest.mark.parametrize("bad", [-0.1, 10.5, float("nan"), True, "1"])
 def test_a_bad_keep_bias_is_one_line(bad):
-    from finenet.deblur.paste import check_keep_bias
+    from finenet.deblur.model import check_keep_bias
 
     with pytest.raises(FineNetError) as err:
         check_keep_bias(bad)

@@ -18,8 +18,8 @@ from ..params import DEFAULT_PARAMS
 from ..device import pick_device
 from ..video.stream import (CONTAINERS, CRF_MAX, DEFAULT_CRF, DEFAULT_PRESET, X264_PRESETS, VideoSink,
                        VideoSource, output_format, parse_encoding, remove_stale_temps)
-from .model import TTA, Loaded, load, restore_residuals
-from .paste import CONTEXT, FEATHER, KEEP_BIAS, check_keep_bias, context_crop
+from .model import KEEP_BIAS, TTA, Loaded, check_keep_bias, load, restore_residuals
+from .paste import CONTEXT, FEATHER, context_crop
 from .tracking import (DETECT_MAX_SIDE, FACES, MAX_GAP, BufferStats, bridge_gaps, crop_faces,
                        deblur_faces, five_frame_windows, smooth_windows)
 

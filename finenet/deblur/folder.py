@@ -125,7 +125,8 @@ def run_folder(params: dict, source, output, checkpoint=None, device: str = "aut
     from .compare import parse_labels
     from ..device import pick_device
     from . import command, model
-    from .paste import check_context, check_keep_bias
+    from .model import check_keep_bias
+    from .paste import check_context
 
     source, output = Path(source), Path(output)
     parse_encoding(crf, lossless, preset)            # bad options: one line before any work

@@ -6,6 +6,7 @@ and the release manifest), and running FineNet on the windows of a stream (``pre
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +40,16 @@ def restore(windows, model: FineNet, device: torch.device, size: int, stats: Buf
 
 
 TTA = ("none", "flip")
+KEEP_BIAS = 2.0         # a frame is kept as it is where the keep logit > -KEEP_BIAS (``--keep-bias``;
+                        # README: chosen on val)
+
+
+def check_keep_bias(bias) -> float:
+    """``bias`` (``--keep-bias``) when it is a number from 0 to 10, else a one-line ``FineNetError``."""
+    if isinstance(bias, bool) or not (isinstance(bias, (int, float)) and math.isfinite(bias)
+                                      and 0 <= bias <= 10):
+        raise FineNetError("--keep-bias", f"must be a number from 0 to 10 (keep-logit units), got {bias!r}")
+    return float(bias)
 
 
 def output(model: FineNet, frames: torch.Tensor, heat: torch.Tensor,

@@ -16,7 +16,6 @@ from ..face.crop import crop_matrix
 
 FEATHER = 0.15          # blend ramp width, as a fraction of the crop side
 CONTEXT = 1.25          # FineNet's crop side / the face crop's (``--context``; README: chosen on val)
-KEEP_BIAS = 2.0         # a frame is kept as it is where the keep logit > -KEEP_BIAS (``--keep-bias``)
 
 
 @dataclass(frozen=True)
@@ -48,14 +47,6 @@ def check_context(context) -> float:
         raise FineNetError("--context", f"must be a number from 1 to 4 (crop side / face crop side), "
                                         f"got {context!r}")
     return float(context)
-
-
-def check_keep_bias(bias) -> float:
-    """``bias`` (``--keep-bias``) when it is a number from 0 to 10, else a one-line ``FineNetError``."""
-    if isinstance(bias, bool) or not (isinstance(bias, (int, float)) and math.isfinite(bias)
-                                      and 0 <= bias <= 10):
-        raise FineNetError("--keep-bias", f"must be a number from 0 to 10 (keep-logit units), got {bias!r}")
-    return float(bias)
 
 
 def context_crop(face: int, heatmap_size: int, context: float, multiple: int) -> ContextCrop:
