@@ -262,5 +262,6 @@ def run(params: dict, source, output, checkpoint=None, device: str = "auto",
             "passed_through": stats.passed, "audio": sink.audio_mode, "device": dev.type,
             "seconds": round(seconds, 3), "frames_per_s": round(video.count / max(seconds, 1e-9), 3),
             "buffer_peak": dict(stats.peak), "buffer_peak_total": stats.peak_total,
-            "batch": batch, "context": context, "keep_bias": keep_bias, "crop_size": size, "compare": str(comparison[0]) if comparison else None,
+            "batch": batch, "context": context, "keep_bias": keep_bias, "crop_size": size,
+            "compare": str(comparison[0]) if comparison else None,
             "compare_size": [beside.width, beside.height] if beside else None}
